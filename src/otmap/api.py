@@ -1,0 +1,118 @@
+"""``otmap.fit``: learn an optimal transport map between two sample sets."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from otmap.config import TrainConfig, _check_keys
+from otmap.costs import Cost, build_cost
+from otmap.data import Sampler, as_sampler, check_samples
+from otmap.errors import InputError
+from otmap.maps import DeterministicMap, TransportMap
+from otmap.nets import build_net
+from otmap.result import TransportResult
+from otmap.schedules import Cosine, build_schedule
+from otmap.solver import NeuralOT
+from otmap.train.trainer import Evaluator, Trainer, resolve_device
+
+#: samples drawn once to infer shapes and set the networks' input scaling
+_SCALING_SAMPLES = 4096
+
+
+def _default_nets(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
+                  map_spec: dict | None, potential_spec: dict | None) -> tuple[dict, dict]:
+    """MLP specs for vector data; a clear error for shapes that need an embedding or conv nets."""
+    if len(source_shape) != 1 or len(target_shape) != 1:
+        if map_spec is None or potential_spec is None:
+            raise InputError(
+                f"no default networks for image-shaped data {source_shape} -> {target_shape} "
+                "in this version: pass map=... and potential=... (nn.Module or spec dicts)"
+            )
+    hidden = [256, 256, 256]
+    d_in, d_out = (source_shape[0], target_shape[0]) if len(source_shape) == 1 else (0, 0)
+    map_spec = {"name": "MapMLP", "in_features": d_in, "out_features": d_out, "hidden": hidden,
+                **(map_spec or {})}
+    potential_spec = {"name": "PotentialMLP", "in_features": d_out, "hidden": hidden,
+                      **(potential_spec or {})}
+    return map_spec, potential_spec
+
+
+def _as_net(net: nn.Module | dict) -> nn.Module:
+    return net if isinstance(net, nn.Module) else build_net(net)
+
+
+def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
+        map: nn.Module | dict | None = None, potential: nn.Module | dict | None = None,
+        embedding: nn.Module | None = None, steps: int | None = None,
+        batch_size: int | None = None, device: str = "auto", seed: int = 0,
+        run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+        evaluator: Evaluator | None = None, record: dict | None = None,
+        **options: Any) -> TransportResult:
+    """Learn a transport map from ``source`` to ``target``.
+
+    Args:
+        source, target: a Tensor of samples ``[n, *shape]``, a sampler (``sample(n)``), or a
+            callable ``n -> Tensor``.
+        cost: ``None`` (``1/2 |x - y|^2``), a name (``"quadratic"``, ``"inner_product"``), a
+            :class:`~otmap.costs.Cost`, or a callable ``c(x, y) -> [N]``.
+        map, potential: ``nn.Module`` or spec dicts (``{"name": "MapMLP", "hidden": [...]}``);
+            defaults: :class:`~otmap.nets.MapMLP`/:class:`~otmap.nets.PotentialMLP` for vectors.
+        embedding: fixed Q applied to x before the cost, for unequal dimensions.
+        steps, batch_size, seed, device, and ``options``: fields of :class:`TrainConfig`.
+        run_dir: write config, metrics.jsonl, checkpoints and plots there; ``resume`` continues.
+        evaluator: extra held-out metrics ``(result, x, y) -> dict`` at every evaluation.
+
+    Returns:
+        A :class:`TransportResult`: ``result.transport(x)``, ``result.save(path)``.
+    """
+    _check_keys(options, [f.name for f in dataclasses.fields(TrainConfig)], "fit")
+    overrides = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
+    config = TrainConfig(**{**options, **overrides, "seed": seed, "device": device})
+    torch.manual_seed(config.seed)
+    source_s, target_s = as_sampler(source, "source"), as_sampler(target, "target")
+    x0 = check_samples(source_s.sample(_SCALING_SAMPLES), "source")
+    y0 = check_samples(target_s.sample(_SCALING_SAMPLES), "target")
+    source_shape, target_shape = tuple(x0.shape[1:]), tuple(y0.shape[1:])
+    if embedding is None and source_shape != target_shape and cost is None:
+        raise InputError(
+            f"source samples have shape {source_shape} and target samples {target_shape}: the "
+            "quadratic cost compares x with T(x), so pass embedding=... mapping the source to the "
+            "target's shape (e.g. otmap.embeddings.LinearProjection), or a cost c(x, y) that "
+            "accepts both shapes"
+        )
+    dev = resolve_device(config.device)
+    map_spec, potential_spec = _default_nets(
+        source_shape, target_shape,
+        map if isinstance(map, dict) else None, potential if isinstance(potential, dict) else None)
+    net = map if isinstance(map, nn.Module) else _as_net(map_spec)
+    f = potential if isinstance(potential, nn.Module) else _as_net(potential_spec)
+    if hasattr(net, "fit_scaling"):
+        net.fit_scaling(x0, y0)
+    if hasattr(f, "fit_scaling"):
+        f.fit_scaling(y0)
+    transport_map = net if isinstance(net, TransportMap) else DeterministicMap(net)
+    cost_obj = build_cost(cost, target_shape)
+    schedule = (Cosine(config.steps) if config.lr_schedule == "cosine"
+                else build_schedule(config.lr_schedule))
+    solver = NeuralOT(
+        transport_map.to(dev), f.to(dev), cost_obj,
+        embedding=embedding.to(dev) if embedding is not None else None,
+        k_map=config.k_map, num_samples=config.num_samples, lr_map=config.lr_map,
+        lr_potential=config.lr_potential, betas=config.betas, weight_decay=config.weight_decay,
+        lr_schedule=schedule, ema_decay=config.ema_decay, grad_clip=config.grad_clip)
+    full_record = {**(record or {}), "train": dataclasses.asdict(config),
+                   "cost": cost_obj.config(), "map": map_spec, "potential": potential_spec}
+    result = TransportResult(solver.eval_map, cost=cost_obj, embedding=embedding,
+                             source_shape=source_shape, target_shape=target_shape,
+                             config=full_record, run_dir=run_dir)
+    trainer = Trainer(solver, source_s, target_s, config, result, run_dir=run_dir,
+                      record=full_record, evaluator=evaluator, progress=progress, resume=resume)
+    return trainer.run()
+
+
+__all__ = ["fit", "Sampler"]

@@ -1,0 +1,155 @@
+"""Transport costs and their sample estimators.
+
+A cost sees a batch of (embedded) inputs ``x`` of shape ``[B, *dims]`` and, for each input,
+``K`` candidate outputs ``ys`` of shape ``[B, K, *dims]`` (``K = 1`` for a deterministic map).
+``cost(x, ys)`` returns the per-input estimate ``C_hat(x, {y_k})`` of shape ``[B]``.
+
+Scale convention. ``reduction="sum"`` sums over coordinates (the papers' formulas, e.g.
+``1/2 |x - y|^2``); ``reduction="mean"`` divides that by ``D`` (the reference image code). The
+optimal map does not change under a positive rescaling of the cost; ``scale`` multiplies the whole
+cost so that a recipe can reproduce a paper's exact setting (e.g. NOT's code uses ``2 C / D``:
+``StrongQuadratic(reduction="mean", scale=2)``). Default reductions: ``"sum"`` for vectors,
+``"mean"`` for images (chosen by :func:`default_reduction`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from torch import Tensor
+
+from otmap.errors import InputError
+
+Reduction = Literal["sum", "mean"]
+
+
+def default_reduction(sample_shape: tuple[int, ...]) -> Reduction:
+    """``"sum"`` for vectors ``(d,)``, ``"mean"`` for images ``(c, h, w)``."""
+    return "sum" if len(sample_shape) <= 1 else "mean"
+
+
+class Cost:
+    """Base class: ``__call__(x [B, *dims], ys [B, K, *dims]) -> [B]``.
+
+    Subclasses implement :meth:`estimate`. ``min_samples`` is the smallest ``K`` the estimator
+    accepts (1 for strong costs, 2 for weak costs that estimate a variance).
+    """
+
+    min_samples: int = 1
+
+    def __init__(self, reduction: Reduction = "sum", scale: float = 1.0) -> None:
+        if reduction not in ("sum", "mean"):
+            raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        if not scale > 0:
+            raise InputError(f"cost scale must be positive, got {scale}")
+        self.reduction: Reduction = reduction
+        self.scale = float(scale)
+
+    def reduce(self, t: Tensor, start_dim: int) -> Tensor:
+        """Sum or average ``t`` over all dimensions from ``start_dim`` on."""
+        t = t.flatten(start_dim)
+        return t.sum(-1) if self.reduction == "sum" else t.mean(-1)
+
+    def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor, ys: Tensor) -> Tensor:
+        if ys.dim() != x.dim() + 1 or ys.shape[0] != x.shape[0] or ys.shape[2:] != x.shape[1:]:
+            raise InputError(
+                f"{type(self).__name__}: expected x [B, *dims] and ys [B, K, *dims], got "
+                f"x {tuple(x.shape)} and ys {tuple(ys.shape)}; the cost sees the embedded input "
+                "Q(x), so pass an embedding that maps the source to the target's shape"
+            )
+        if ys.shape[1] < self.min_samples:
+            raise InputError(
+                f"{type(self).__name__} needs at least {self.min_samples} samples per input "
+                f"to be unbiased, got K={ys.shape[1]}: raise num_samples"
+            )
+        return self.scale * self.estimate(x, ys)
+
+    def config(self) -> dict:
+        """A plain dict from which :func:`build_cost` rebuilds this cost."""
+        return {"name": type(self).__name__, "reduction": self.reduction, "scale": self.scale}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class StrongQuadratic(Cost):
+    """``c(x, y) = 1/2 |x - y|^2``; estimate ``mean_k c(x, y_k)``."""
+
+    def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
+        return 0.5 * self.reduce((ys - x.unsqueeze(1)) ** 2, 2).mean(1)
+
+
+class InnerProduct(Cost):
+    """OTM's form ``c(x, y) = -<x, y>``: the same optimal maps as the quadratic cost
+    (the potential absorbs ``1/2 |y|^2``), but a different potential."""
+
+    def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
+        return -self.reduce(ys * x.unsqueeze(1), 2).mean(1)
+
+
+class FromCallable(Cost):
+    """A user cost ``fn(x [N, *dims], y [N, *dims]) -> [N]``, averaged over the K samples.
+
+    ``reduction`` is not applied (``fn`` returns one number per pair); ``scale`` is.
+    """
+
+    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor], scale: float = 1.0) -> None:
+        super().__init__("sum", scale)
+        if not callable(fn):
+            raise InputError(f"FromCallable needs a callable c(x, y) -> [N], got {type(fn)}")
+        self.fn = fn
+
+    def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
+        b, k = ys.shape[:2]
+        xs = x.unsqueeze(1).expand_as(ys).reshape(b * k, *x.shape[1:])
+        c = self.fn(xs, ys.reshape(b * k, *ys.shape[2:]))
+        if c.shape != (b * k,):
+            raise InputError(
+                f"the cost function must return one value per pair, shape ({b * k},), "
+                f"got {tuple(c.shape)}: reduce over coordinates inside the function"
+            )
+        return c.view(b, k).mean(1)
+
+    def config(self) -> dict:
+        return {"name": "FromCallable", "fn": getattr(self.fn, "__qualname__", repr(self.fn)),
+                "scale": self.scale}
+
+
+COSTS: dict[str, type[Cost]] = {
+    "StrongQuadratic": StrongQuadratic,
+    "InnerProduct": InnerProduct,
+}
+_ALIASES = {"quadratic": "StrongQuadratic", "strong_quadratic": "StrongQuadratic",
+            "inner_product": "InnerProduct"}
+
+
+def build_cost(spec: str | dict | Cost | Callable | None, sample_shape: tuple[int, ...]) -> Cost:
+    """A :class:`Cost` from a name, a config dict, a Cost, a callable ``c(x, y)``, or None
+    (the quadratic cost with the default reduction for ``sample_shape``)."""
+    if isinstance(spec, Cost):
+        return spec
+    if spec is None:
+        spec = {"name": "StrongQuadratic"}
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if isinstance(spec, dict):
+        kwargs = dict(spec)
+        name = _ALIASES.get(kwargs.pop("name", "StrongQuadratic"), None) or spec.get("name")
+        if name not in COSTS:
+            raise InputError(
+                f"unknown cost {spec.get('name')!r}; choose one of {sorted(COSTS)} "
+                f"(or aliases {sorted(_ALIASES)}), or pass a callable c(x, y) -> [N]"
+            )
+        kwargs.setdefault("reduction", default_reduction(sample_shape))
+        try:
+            return COSTS[name](**kwargs)
+        except TypeError as err:
+            raise InputError(f"bad arguments for cost {name}: {err}") from None
+    if callable(spec):
+        return FromCallable(spec)
+    raise InputError(f"cost must be a name, dict, Cost or callable, got {type(spec).__name__}")

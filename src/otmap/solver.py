@@ -1,0 +1,167 @@
+"""The one saddle-point solver behind OTM, NOT and KNOT.
+
+With source samples x, target samples y, noise z, an embedding Q, a map T and a potential f:
+
+    L(f, T) = E_y f(y) + E_x [ C(Q(x), T(x, .)#S) - E_z f(T(x, z)) ],    sup_f inf_T L(f, T).
+
+* map step (``k_map`` per potential step): minimise
+  ``E_x[C_hat(Q(x), {T(x, z_k)}) - mean_k f(T(x, z_k))]``;
+* potential step: minimise ``E_x f(T(x, z)) - E_y f(y)`` (plus regularisers).
+
+A deterministic map is the case ``K = 1`` without z.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from otmap.costs import Cost
+from otmap.errors import InputError
+from otmap.maps import TransportMap
+from otmap.schedules import Constant, Schedule
+
+SampleFn = Callable[[], Tensor]
+
+
+class NeuralOT(nn.Module):
+    """Holds the two players, their optimisers and the EMA of the map.
+
+    Args:
+        transport_map: the map T (``sample(x, k) -> [B, k, *dims]``).
+        potential: the potential ``f([N, *dims]) -> [N]``.
+        cost: the cost estimator (sees ``embedding(x)``).
+        embedding: the fixed Q for unequal dimensions (identity when None).
+        k_map: map steps per potential step.
+        num_samples: K, samples ``T(x, z_k)`` per input in the map step.
+        lr_map, lr_potential: Adam learning rates; ``betas``: Adam betas for both.
+        weight_decay: Adam's L2 weight decay, for both players.
+        lr_schedule: multiplier ``step -> factor`` of both learning rates (step = outer step).
+        ema_decay: keep an exponential moving average of the map's weights (None: no EMA).
+        grad_clip: clip each player's gradient norm to this value (None: no clipping).
+    """
+
+    def __init__(self, transport_map: TransportMap, potential: nn.Module, cost: Cost, *,
+                 embedding: nn.Module | None = None, k_map: int = 5, num_samples: int = 1,
+                 lr_map: float = 1e-3, lr_potential: float = 1e-3,
+                 betas: tuple[float, float] = (0.5, 0.9), weight_decay: float = 0.0,
+                 lr_schedule: Schedule | None = None, ema_decay: float | None = None,
+                 grad_clip: float | None = None) -> None:
+        super().__init__()
+        if k_map < 1:
+            raise InputError(f"k_map must be >= 1, got {k_map}")
+        if num_samples < cost.min_samples:
+            raise InputError(f"{cost!r} needs num_samples >= {cost.min_samples}, got {num_samples}")
+        if not transport_map.stochastic and num_samples != 1:
+            raise InputError("a deterministic map takes num_samples=1")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise InputError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
+        self.map = transport_map
+        self.potential = potential
+        self.embedding = embedding if embedding is not None else nn.Identity()
+        self.embedding.requires_grad_(False)
+        self.cost = cost
+        self.k_map, self.num_samples = k_map, num_samples
+        self.lr_map, self.lr_potential = lr_map, lr_potential
+        self.lr_schedule = lr_schedule or Constant(1.0)
+        self.ema_decay, self.grad_clip = ema_decay, grad_clip
+        self.map_optimizer = torch.optim.Adam(self.map.parameters(), lr=lr_map, betas=betas,
+                                              weight_decay=weight_decay)
+        self.potential_optimizer = torch.optim.Adam(self.potential.parameters(), lr=lr_potential,
+                                                    betas=betas, weight_decay=weight_decay)
+        self.ema_map = copy.deepcopy(transport_map).requires_grad_(False) if ema_decay else None
+        self.step = 0
+
+    # -- losses -------------------------------------------------------------------------------
+    def map_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``mean_b [C_hat(Q(x_b), {T(x_b, z_k)}_k) - mean_k f(T(x_b, z_k))]`` and its cost term."""
+        ys = self.map.sample(x, self.num_samples)
+        b, k = ys.shape[:2]
+        with torch.no_grad():
+            qx = self.embedding(x)
+        cost = self.cost(qx, ys)
+        f_t = self.potential(ys.reshape(b * k, *ys.shape[2:])).view(b, k).mean(1)
+        return (cost - f_t).mean(), {"cost": cost.mean().detach()}
+
+    def potential_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``mean f(T(x)) - mean f(y)``: the negative of the dual objective's potential part."""
+        with torch.no_grad():
+            ty = self.map.sample(x, 1)[:, 0]
+        f_t, f_y = self.potential(ty).mean(), self.potential(y).mean()
+        return f_t - f_y, {"f_y": f_y.detach(), "f_t": f_t.detach()}
+
+    # -- steps --------------------------------------------------------------------------------
+    def _update(self, loss: Tensor, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=[p for p in module.parameters() if p.requires_grad])
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+        optimizer.step()
+
+    def map_step(self, x: Tensor) -> dict[str, Tensor]:
+        """One gradient step of the map on a source batch ``x``."""
+        loss, stats = self.map_loss(x)
+        self._update(loss, self.map, self.map_optimizer)
+        self._update_ema()
+        return {"loss_map": loss.detach(), **stats}
+
+    def potential_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """One gradient step of the potential on a source batch ``x`` and target batch ``y``."""
+        loss, stats = self.potential_loss(x, y)
+        self._update(loss, self.potential, self.potential_optimizer)
+        return {"loss_potential": loss.detach(), **stats}
+
+    def train_step(self, sample_source: SampleFn, sample_target: SampleFn) -> dict[str, Tensor]:
+        """One outer step: ``k_map`` map steps (fresh x each), then one potential step.
+
+        ``sample_source()`` and ``sample_target()`` return batches on the solver's device.
+        Returns detached scalar tensors (no host synchronisation).
+        """
+        factor = self.lr_schedule(self.step)
+        for group in self.map_optimizer.param_groups:
+            group["lr"] = self.lr_map * factor
+        for group in self.potential_optimizer.param_groups:
+            group["lr"] = self.lr_potential * factor
+        for _ in range(self.k_map):
+            stats = self.map_step(sample_source())
+        stats.update(self.potential_step(sample_source(), sample_target()))
+        self.step += 1
+        return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema_map is None:
+            return
+        for ema, p in zip(self.ema_map.parameters(), self.map.parameters()):
+            ema.lerp_(p, 1.0 - self.ema_decay)
+        for ema, b in zip(self.ema_map.buffers(), self.map.buffers()):
+            ema.copy_(b)
+
+    @property
+    def eval_map(self) -> TransportMap:
+        """The map to evaluate and sample with: the EMA copy when there is one."""
+        return self.ema_map if self.ema_map is not None else self.map
+
+    # -- state --------------------------------------------------------------------------------
+    def training_state(self) -> dict:
+        """Everything needed to continue training exactly (weights, optimisers, EMA, step)."""
+        return {
+            "map": self.map.state_dict(),
+            "potential": self.potential.state_dict(),
+            "ema_map": None if self.ema_map is None else self.ema_map.state_dict(),
+            "map_optimizer": self.map_optimizer.state_dict(),
+            "potential_optimizer": self.potential_optimizer.state_dict(),
+            "step": self.step,
+        }
+
+    def load_training_state(self, state: dict) -> None:
+        self.map.load_state_dict(state["map"])
+        self.potential.load_state_dict(state["potential"])
+        if self.ema_map is not None and state.get("ema_map") is not None:
+            self.ema_map.load_state_dict(state["ema_map"])
+        self.map_optimizer.load_state_dict(state["map_optimizer"])
+        self.potential_optimizer.load_state_dict(state["potential_optimizer"])
+        self.step = int(state["step"])

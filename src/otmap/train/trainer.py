@@ -1,0 +1,198 @@
+"""The one training loop: progress, metrics.jsonl, checkpoints, exact resume, plots.
+
+A run folder holds::
+
+    config.yaml          the resolved configuration
+    metrics.jsonl        one JSON object per logged step (losses, evaluation metrics, time)
+    checkpoints/last.pt  a complete checkpoint (see otmap.checkpoint), written atomically
+    plots/*.png          training curves; for 1-D/2-D vector data the transport picture
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import yaml
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from otmap.checkpoint import CHECKPOINT_NAME, atomic_save, read_checkpoint
+from otmap.config import TrainConfig
+from otmap.data import Sampler
+from otmap.errors import CheckpointError, InputError, TrainingDivergedError
+from otmap.metrics import energy_distance, transport_cost
+from otmap.result import TransportResult
+from otmap.solver import NeuralOT
+from otmap.train import plots
+
+#: ``evaluate(result, x_eval, y_eval) -> {name: float}``: extra metrics at every evaluation.
+Evaluator = Callable[[TransportResult, Tensor, Tensor], dict[str, float]]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` is CUDA when present, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device='cuda' was asked for but CUDA is not available; use device='auto'")
+    return device
+
+
+class Trainer:
+    """Runs :class:`NeuralOT` for ``config.steps`` outer steps.
+
+    The solver must already be built (the caller seeds torch first, so initial weights and the
+    held-out evaluation sets are reproducible); ``resume=True`` reloads ``run_dir``'s checkpoint
+    (weights, optimisers, EMA, step, RNG state) and continues exactly where it stopped.
+    """
+
+    def __init__(self, solver: NeuralOT, source: Sampler, target: Sampler, config: TrainConfig,
+                 result: TransportResult, *, run_dir: str | Path | None = None,
+                 record: dict | None = None, evaluator: Evaluator | None = None,
+                 progress: bool = True, resume: bool = False) -> None:
+        self.solver, self.source, self.target, self.config = solver, source, target, config
+        self.result = result
+        self.device = next(solver.map.parameters()).device
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.record = record or {}
+        self.evaluator = evaluator
+        self.progress = progress
+        self.rows: list[dict] = []
+        n = config.eval_samples
+        self.x_eval = source.sample(n).to(self.device)
+        self.y_eval = target.sample(n).to(self.device)
+        if resume:
+            self._resume()
+        elif self.run_dir is not None:
+            self._start_run_dir()
+
+    # -- run folder ---------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "checkpoints" / CHECKPOINT_NAME
+
+    def _start_run_dir(self) -> None:
+        assert self.run_dir is not None
+        if self.checkpoint_path.exists():
+            raise InputError(
+                f"{self.run_dir} already holds a run; continue it with --resume "
+                "(resume=True) or choose another run folder"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.record, sort_keys=False))
+        (self.run_dir / "metrics.jsonl").write_text("")
+
+    def _resume(self) -> None:
+        if self.run_dir is None:
+            raise InputError("resume needs a run folder (run_dir=...)")
+        data = read_checkpoint(self.checkpoint_path)
+        if data.get("training") is None:
+            raise CheckpointError(f"{self.checkpoint_path} holds no training state to resume")
+        self.solver.load_training_state(data["training"])
+        rng = data.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        # drop the rows logged after the checkpoint so the log equals an uninterrupted run's
+        step = self.solver.step
+        path = self.run_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        self.rows = [r for r in map(json.loads, filter(None, lines)) if r["step"] <= step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        data = self.result.checkpoint()
+        data["training"] = self.solver.training_state()
+        data["rng"] = {"torch": torch.get_rng_state(),
+                       "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        atomic_save(data, self.checkpoint_path)
+
+    # -- loop ---------------------------------------------------------------------------------
+    def _batch(self, sampler: Sampler) -> Callable[[], Tensor]:
+        n, device = self.config.batch_size, self.device
+        return lambda: sampler.sample(n).to(device, non_blocking=True)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Held-out metrics: energy distance of T#x to target samples, transport cost, and the
+        evaluator's (e.g. L2-UVP against a known map)."""
+        tx = self.result.transport(self.x_eval)
+        out = {}
+        if tx.dim() == 2:
+            out["energy"] = energy_distance(tx, self.y_eval)
+            qx = self.solver.embedding(self.x_eval)
+            if qx.shape == tx.shape:
+                out["transport_cost"] = transport_cost(qx, tx)
+        if self.evaluator is not None:
+            out.update(self.evaluator(self.result, self.x_eval, self.y_eval))
+        return out
+
+    def run(self) -> TransportResult:
+        cfg, solver = self.config, self.solver
+        sample_x, sample_y = self._batch(self.source), self._batch(self.target)
+        bar = tqdm(total=cfg.steps, initial=solver.step, disable=not self.progress,
+                   desc=self.record.get("name", "otmap"), dynamic_ncols=True)
+        start = time.perf_counter() - (self.rows[-1]["time"] if self.rows else 0.0)
+        last_good = solver.step
+        while solver.step < cfg.steps:
+            stats = solver.train_step(sample_x, sample_y)
+            step = solver.step
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                row = {"step": step, **{k: float(v) for k, v in stats.items()},
+                       "lr_map": solver.map_optimizer.param_groups[0]["lr"]}
+                bad = [k for k, v in row.items() if not math.isfinite(v)]
+                if bad:
+                    self._diverged(step, last_good, {k: row[k] for k in bad})
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    row.update(self.evaluate())
+                row["time"] = time.perf_counter() - start
+                self._log(row)
+                bar.set_postfix({k: f"{row[k]:.4g}" for k in
+                                 ("loss_map", "cost", "energy", "l2_uvp") if k in row})
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    self.save_checkpoint()
+                    last_good = step
+            bar.update(1)
+        bar.close()
+        self.result.training = solver.training_state()
+        if self.run_dir is not None:
+            self.plot()
+        return self.result
+
+    def _log(self, row: dict) -> None:
+        self.rows.append(row)
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    def _diverged(self, step: int, last_good: int, bad: dict) -> None:
+        where = (f"the checkpoint of step {last_good} in {self.checkpoint_path} is kept"
+                 if self.run_dir is not None and last_good > 0 else "nothing was saved")
+        raise TrainingDivergedError(
+            f"training diverged at step {step}: {bad} is not finite; {where}. Lower lr_map and "
+            "lr_potential, set grad_clip (e.g. 10), or standardise the data"
+        )
+
+    def plot(self) -> None:
+        """Training curves, and the transport picture for 1-D/2-D vector data."""
+        assert self.run_dir is not None
+        folder = self.run_dir / "plots"
+        name = self.record.get("name", "otmap")
+        plots.plot_training_curves(self.rows, folder / "training.png", title=name)
+        x, y = self.x_eval.cpu(), self.y_eval.cpu()
+        if x.dim() == 2 and y.dim() == 2 and y.shape[1] in (1, 2):
+            tx = self.result.transport(x)
+            if x.shape[1] == y.shape[1] == 2:
+                plots.plot_transport_2d(x, tx, y, folder / "transport.png", title=name)
+            elif x.shape[1] == y.shape[1] == 1:
+                plots.plot_transport_1d(x, tx, y, folder / "transport.png", title=name)
