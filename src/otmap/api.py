@@ -16,7 +16,7 @@ from otmap.errors import InputError
 from otmap.maps import DeterministicMap, TransportMap
 from otmap.nets import build_net
 from otmap.result import TransportResult
-from otmap.schedules import Cosine, build_schedule
+from otmap.schedules import build_schedule
 from otmap.solver import NeuralOT
 from otmap.train.trainer import Evaluator, Trainer, resolve_device
 
@@ -97,8 +97,7 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         f.fit_scaling(y0)
     transport_map = net if isinstance(net, TransportMap) else DeterministicMap(net)
     cost_obj = build_cost(cost, target_shape)
-    schedule = (Cosine(config.steps) if config.lr_schedule == "cosine"
-                else build_schedule(config.lr_schedule))
+    schedule = build_schedule(config.lr_schedule, total_steps=config.steps)
     solver = NeuralOT(
         transport_map.to(dev), f.to(dev), cost_obj,
         embedding=embedding.to(dev) if embedding is not None else None,

@@ -69,10 +69,17 @@ SCHEDULES = {"constant": Constant, "linear_ramp": LinearRamp, "cosine": Cosine,
 Schedule = Callable[[int], float]
 
 
-def build_schedule(spec: float | dict | Schedule | None, default: float = 1.0) -> Schedule:
-    """A schedule from a number (constant), ``{"name": ..., **kwargs}``, a callable, or None."""
-    if spec is None:
+def build_schedule(spec: float | str | dict | Schedule | None, default: float = 1.0,
+                   total_steps: int | None = None) -> Schedule:
+    """A schedule from a number (constant), ``{"name": ..., **kwargs}``, a callable, None
+    (``default``), or a bare name: ``"constant"`` (``default``) or ``"cosine"`` (from 1 to 0
+    over ``total_steps``)."""
+    if spec is None or spec == "constant":
         return Constant(default)
+    if spec == "cosine" and total_steps is not None:
+        return Cosine(total_steps)
+    if isinstance(spec, str):
+        spec = {"name": spec}
     if isinstance(spec, int | float):
         return Constant(float(spec))
     if isinstance(spec, dict):

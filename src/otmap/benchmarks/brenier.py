@@ -26,10 +26,11 @@ from otmap.benchmarks.gaussian import (
 __all__ = ["BrenierPair", "GaussianMixtureSampler"]
 
 N_COMPONENTS = 4
-MEAN_SPREAD = 1.5
+MEAN_SPREAD = 0.2
+COMPONENT_EIGENVALUES = (0.04, 0.16)
 THRESHOLD_JITTER = 0.25
-AMPLITUDE = 1.5
-SHARPNESS = 3.0
+RIDGE_SLOPE = 6.0
+SMOOTHING = 0.25
 VARIANCE_SAMPLES = 2**14
 
 
@@ -75,7 +76,9 @@ class BrenierPair(BenchmarkPair):
         generator = torch.Generator().manual_seed(seed)
         f64 = {"dtype": torch.float64}
         means = MEAN_SPREAD * torch.randn(N_COMPONENTS, dim, generator=generator, **f64)
-        covs = torch.stack([random_spd(dim, 0.25, 1.0, generator) for _ in range(N_COMPONENTS)])
+        covs = torch.stack(
+            [random_spd(dim, *COMPONENT_EIGENVALUES, generator) for _ in range(N_COMPONENTS)]
+        )
         source = GaussianMixtureSampler(means, covs, torch.ones(N_COMPONENTS, **f64))
         self.A = random_spd(dim, 0.5, 2.0, generator)
 
@@ -84,27 +87,28 @@ class BrenierPair(BenchmarkPair):
         spread = torch.einsum("jd,de,je->j", self.directions, covariance, self.directions).sqrt()
         jitter = THRESHOLD_JITTER * torch.randn(dim, generator=generator, **f64)
         self.thresholds = self.directions @ (source.weights @ means) + jitter * spread
-        self.slopes = SHARPNESS / spread
+        self.widths = SMOOTHING * spread
         uniform = torch.rand(dim, generator=generator, **f64)
-        self.amplitudes = AMPLITUDE * (0.75 + 0.5 * uniform) * spread
+        self.slopes = RIDGE_SLOPE * (0.5 + uniform)
         target = PushforwardSampler(source, self.true_map)
         fixed = torch.Generator().manual_seed(seed)
         variance = target.sample(VARIANCE_SAMPLES, fixed).double().var(dim=0).sum().item()
         super().__init__(source, target, variance)
 
     def _parameters(self, x: Tensor) -> tuple[Tensor, ...]:
-        names = ("A", "directions", "thresholds", "slopes", "amplitudes")
+        names = ("A", "directions", "thresholds", "widths", "slopes")
         return tuple(getattr(self, name).to(x.device) for name in names)
 
     def potential(self, x: Tensor) -> Tensor:
         """phi(x) [n] for x [n, dim], in x's dtype and device."""
-        a, u, t, s, alpha = self._parameters(x)
+        a, u, t, h, w = self._parameters(x)
         x64 = x.double()
-        ridges = (alpha / s * F.softplus(s * (x64 @ u.T - t))).sum(dim=1)
+        ridges = (w * h**2 * 0.5 * F.softplus((x64 @ u.T - t) / h) ** 2).sum(dim=1)
         return (0.5 * ((x64 @ a) * x64).sum(dim=1) + ridges).to(x.dtype)
 
     def true_map(self, x: Tensor) -> Tensor:
         """T*(x) = grad phi(x) [n, dim] for x [n, dim], in x's dtype and device."""
-        a, u, t, s, alpha = self._parameters(x)
+        a, u, t, h, w = self._parameters(x)
         x64 = x.double()
-        return (x64 @ a + (alpha * torch.sigmoid(s * (x64 @ u.T - t))) @ u).to(x.dtype)
+        z = (x64 @ u.T - t) / h
+        return (x64 @ a + (w * h * F.softplus(z) * torch.sigmoid(z)) @ u).to(x.dtype)

@@ -1,0 +1,63 @@
+"""Run a :class:`RunConfig`: build its data, fit, and summarise (shared by the CLI commands)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from torch import Tensor
+
+from otmap.api import fit
+from otmap.benchmarks.registry import benchmark_pair
+from otmap.config import RunConfig
+from otmap.data.specs import sampler_from_spec
+from otmap.errors import InputError
+from otmap.result import TransportResult
+
+
+def free_run_dir(root: str | Path, name: str) -> Path:
+    """``root/name``, or ``root/name-2``, ``-3``... if that already holds a run."""
+    base = Path(root) / name
+    path, i = base, 1
+    while (path / "checkpoints").exists():
+        i += 1
+        path = base.with_name(f"{name}-{i}")
+    return path
+
+
+def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
+        progress: bool = True) -> tuple[TransportResult, dict]:
+    """Fit the experiment ``config`` describes; returns the result and a summary dict
+    (final metrics, steps, seconds; L2-UVP and cos for benchmark pairs)."""
+    evaluator = None
+    pair = None
+    if config.benchmark is not None:
+        spec = dict(config.benchmark)
+        try:
+            pair = benchmark_pair(spec.pop("name"), **spec)
+        except TypeError as err:
+            raise InputError(f"benchmark: {err}") from None
+        source, target = pair.source, pair.target
+
+        def evaluator(result: TransportResult, x: Tensor, y: Tensor) -> dict[str, float]:
+            return pair.score(result.transport, n=4096)
+    else:
+        if config.source is None or config.target is None:
+            raise InputError("a run needs source and target data specs, or a benchmark")
+        source = sampler_from_spec(config.source, "source")
+        target = sampler_from_spec(config.target, "target")
+    train = dataclasses.asdict(config.train)
+    start = time.perf_counter()
+    result = fit(source, target, cost=config.cost, map=config.map, potential=config.potential,
+                 run_dir=run_dir, resume=resume, progress=progress, evaluator=evaluator,
+                 record={"name": config.name, "description": config.description,
+                         "source": config.source, "target": config.target,
+                         "benchmark": config.benchmark}, **train)
+    summary = {"name": config.name, "steps": config.train.steps,
+               "seconds": round(time.perf_counter() - start, 2)}
+    if pair is not None:
+        summary.update(pair.score(result.transport, n=4096))
+    if run_dir is not None:
+        summary["run_dir"] = str(run_dir)
+    return result, summary
