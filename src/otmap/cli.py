@@ -92,10 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "train" and args.recipe is not None and "=" in args.recipe:
-        args.overrides.insert(0, args.recipe)
-        args.recipe = None
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        # overrides may come after options too: `otmap train R --quiet train.steps=5`
+        bad = [item for item in extra if "=" not in item or item.startswith("-")]
+        if bad:
+            parser.error(f"unrecognized arguments: {' '.join(bad)}")
+        args.overrides += extra
+        if args.recipe is not None and "=" in args.recipe:
+            args.overrides.insert(0, args.recipe)
+            args.recipe = None
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except OTMapError as err:

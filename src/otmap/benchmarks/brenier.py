@@ -1,11 +1,12 @@
 """Non-Gaussian ground-truth OT pair: a Gaussian mixture pushed by the gradient of a convex
-potential (Brenier's theorem: T* = grad phi with phi convex is the quadratic-cost OT map).
+potential (Brenier: T* = grad phi with phi convex is the quadratic-cost OT map).
 
-phi(x) = 1/2 x^T A x + sum_j (alpha_j / s_j) softplus(s_j (u_j^T x - t_j)),
-T*(x) = A x + sum_j alpha_j sigmoid(s_j (u_j^T x - t_j)) u_j,
-with A SPD, unit directions u_j, amplitudes alpha_j > 0 and slopes s_j > 0, so the Jacobian
-A + sum_j alpha_j s_j sigmoid'(.) u_j u_j^T is SPD and T* is smooth, nonlinear and
-Lipschitz with constant <= lambda_max(A) + sum_j alpha_j s_j / 4.
+phi(x) = 1/2 x^T A x + sum_j w_j h_j^2 G((u_j^T x - t_j) / h_j),  G(z) = 1/2 softplus(z)^2,
+T*(x) = A x + sum_j w_j h_j softplus(z_j) sigmoid(z_j) u_j,       z_j = (u_j^T x - t_j) / h_j,
+with A SPD, orthonormal directions u_j, slopes w_j > 0 and smoothing widths h_j > 0. G is a
+smoothed ReLU^2/2, so along u_j the map bends from slope ~A to slope ~A + w_j around t_j.
+The Jacobian A + sum_j w_j G''(z_j) u_j u_j^T is SPD (0 < G'' < 1.1), hence T* is smooth,
+strongly monotone and Lipschitz with constant <= lambda_max(A) + 1.1 max_j w_j.
 """
 
 from __future__ import annotations
@@ -61,14 +62,16 @@ class GaussianMixtureSampler(Sampler):
 
 
 class BrenierPair(BenchmarkPair):
-    """Gaussian mixture source pushed by T* = grad phi (module docstring) in any dimension.
+    """Gaussian mixture source pushed by T* = grad phi (module docstring), any dimension.
 
-    Source: 4 equally weighted components with means ~ N(0, 1.5^2 I) and covariances with
-    eigenvalues in [0.25, 1]. Potential: A with eigenvalues in [0.5, 2]; 2 * dim ridges with
-    Haar-uniform directions u_j, thresholds t_j = u_j^T x_j at random source points x_j,
-    amplitudes alpha_j ~ 1.5 U[0.5, 1.5] and slopes s_j = 3 / std(u_j^T x). All parameters come
-    from ``torch.Generator().manual_seed(seed)``; ``target_variance`` is estimated once from
-    2^14 target samples drawn with a generator seeded by ``seed``.
+    Source: 4 equally weighted components, means ~ N(0, 0.2^2 I), covariances with Haar
+    eigenvectors and eigenvalues in [0.04, 0.16]. Potential: A with eigenvalues in [0.5, 2];
+    dim ridges with Haar-orthonormal directions u_j, thresholds t_j at the projected source
+    mean plus 0.25 std(u_j^T x) N(0, 1) jitter, widths h_j = 0.25 std(u_j^T x) and slopes
+    w_j ~ 6 U[0.5, 1.5] (Lipschitz constant <= ~12). All parameters come from
+    ``torch.Generator().manual_seed(seed)``; ``target_variance`` is estimated once from 2^14
+    target samples drawn with a generator seeded by ``seed`` (about 3.4 * dim).
+    The linear Bures baseline scores L2-UVP ~ 13-15% in dims 2 to 64.
     """
 
     def __init__(self, dim: int, seed: int = 0) -> None:
@@ -81,7 +84,6 @@ class BrenierPair(BenchmarkPair):
         )
         source = GaussianMixtureSampler(means, covs, torch.ones(N_COMPONENTS, **f64))
         self.A = random_spd(dim, 0.5, 2.0, generator)
-
         self.directions = torch.linalg.qr(torch.randn(dim, dim, generator=generator, **f64))[0]
         covariance = source.covariance()
         spread = torch.einsum("jd,de,je->j", self.directions, covariance, self.directions).sqrt()

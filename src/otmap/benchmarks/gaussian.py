@@ -66,7 +66,7 @@ def gaussian_ot_map(
     for name, value in inputs.items():
         if not isinstance(value, Tensor) or not bool(torch.isfinite(value).all()):
             raise InputError(f"{name} must be a finite torch.Tensor; convert or fix it.")
-    d = mean_s.shape[-1]
+    d = mean_s.shape[-1] if mean_s.ndim else 0
     for name, value in inputs.items():
         expected = (d,) if name.startswith("mean") else (d, d)
         if tuple(value.shape) != expected:

@@ -123,14 +123,14 @@ def cos(x: Tensor, predicted: Tensor, truth: Tensor) -> float:
 
 
 def _quantile_w2_sq(pa: Tensor, pb: Tensor) -> Tensor:
-    """Exact 1-D W2^2 per column between uniform empirical measures: [n, P], [m, P] -> [P].
+    """Exact 1-D W2^2 per row between uniform empirical measures: [P, n], [P, m] -> [P].
 
     Integrates |F_a^-1(t) - F_b^-1(t)|^2 over t in (0, 1) on the merged breakpoints
     {i/n} U {j/m} where both quantile functions are constant; for n == m this is the
     mean squared difference of the sorted samples.
     """
-    n, m = pa.shape[0], pb.shape[0]
-    sa, sb = pa.sort(dim=0).values, pb.sort(dim=0).values
+    n, m = pa.shape[1], pb.shape[1]
+    sa, sb = pa.sort(dim=1).values, pb.sort(dim=1).values
     kw = {"dtype": torch.float64, "device": pa.device}
     levels = torch.cat([torch.arange(1, n + 1, **kw) / n, torch.arange(1, m + 1, **kw) / m])
     levels = levels.unique()
@@ -138,7 +138,7 @@ def _quantile_w2_sq(pa: Tensor, pb: Tensor) -> Tensor:
     middle = levels - widths / 2
     ia = (middle * n).floor().long().clamp_(max=n - 1)
     ib = (middle * m).floor().long().clamp_(max=m - 1)
-    return ((sa[ia].double() - sb[ib].double()).pow(2) * widths[:, None]).sum(dim=0)
+    return ((sa[:, ia].double() - sb[:, ib].double()).pow(2) * widths).sum(dim=1)
 
 
 def sliced_w2(
@@ -160,9 +160,9 @@ def sliced_w2(
         raise InputError(f"n_projections must be a positive int, got {n_projections!r}.")
     dtype = torch.promote_types(xa.dtype, xb.dtype)
     device = xa.device if generator is None else generator.device
-    theta = torch.randn(xa.shape[1], n_projections, generator=generator, device=device)
-    theta = (theta / theta.norm(dim=0, keepdim=True)).to(device=xa.device, dtype=dtype)
-    w2_sq = _quantile_w2_sq(xa.to(dtype) @ theta, xb.to(device=xa.device, dtype=dtype) @ theta)
+    theta = torch.randn(n_projections, xa.shape[1], generator=generator, device=device)
+    theta = (theta / theta.norm(dim=1, keepdim=True)).to(device=xa.device, dtype=dtype)
+    w2_sq = _quantile_w2_sq(theta @ xa.to(dtype).T, theta @ xb.to(device=xa.device, dtype=dtype).T)
     return math.sqrt(w2_sq.mean().item())
 
 
