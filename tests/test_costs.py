@@ -287,8 +287,17 @@ def test_build_schedule_errors():
         build_schedule({"name": "exponential"})
     with pytest.raises(InputError, match="bad arguments for schedule cosine"):
         build_schedule({"name": "cosine", "totl": 10})
-    with pytest.raises(InputError, match="number, a dict or a callable"):
+    with pytest.raises(InputError, match="unknown schedule 'linear'.*multistep"):
         build_schedule("linear")
+    with pytest.raises(InputError, match="number, a dict or a callable"):
+        build_schedule([0.1, 0.2])
+
+
+def test_build_schedule_bare_names():
+    assert build_schedule("constant") == Constant(1.0)
+    assert build_schedule("constant", default=0.5)(1000) == 0.5
+    assert build_schedule("cosine", total_steps=40) == Cosine(40)
+    assert build_schedule("cosine", total_steps=40)(20) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("schedule", [Constant(0.5), LinearRamp(0, 1, 10), Cosine(50, 0.1, 5),

@@ -13,7 +13,7 @@ from otmap.config import TrainConfig, _check_keys
 from otmap.costs import Cost, build_cost
 from otmap.data import Sampler, as_sampler, check_samples
 from otmap.errors import InputError
-from otmap.maps import DeterministicMap, TransportMap
+from otmap.maps import DeterministicMap, StochasticMap, TransportMap
 from otmap.nets import build_net
 from otmap.result import TransportResult
 from otmap.schedules import build_schedule
@@ -24,26 +24,44 @@ from otmap.train.trainer import Evaluator, Trainer, resolve_device
 _SCALING_SAMPLES = 4096
 
 
-def _default_nets(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
-                  map_spec: dict | None, potential_spec: dict | None) -> tuple[dict, dict]:
-    """MLP specs for vector data; a clear error for shapes that need an embedding or conv nets."""
+#: samples per input in the map step for weak costs when num_samples is not given
+DEFAULT_WEAK_SAMPLES = 4
+
+
+def _default_specs(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
+                   map_spec: dict | None, potential_spec: dict | None,
+                   stochastic: bool) -> tuple[dict, dict | None, dict]:
+    """Network specs (merged over the defaults for vectors) and the noise spec of a stochastic
+    map; a clear error for shapes without default networks."""
+    map_spec, potential_spec = dict(map_spec or {}), dict(potential_spec or {})
+    noise = map_spec.pop("noise", None)
+    if noise is None and stochastic:
+        noise = {}
     if len(source_shape) != 1 or len(target_shape) != 1:
-        if map_spec is None or potential_spec is None:
+        if "name" not in map_spec or "name" not in potential_spec:
             raise InputError(
                 f"no default networks for image-shaped data {source_shape} -> {target_shape} "
                 "in this version: pass map=... and potential=... (nn.Module or spec dicts)"
             )
+        return map_spec, noise, potential_spec
+    d_in, d_out = source_shape[0], target_shape[0]
+    if noise is not None:
+        noise = {"noise_dim": d_in, "noise_std": 1.0, "inject": "concat", **noise}
+        d_in += noise["noise_dim"]
     hidden = [256, 256, 256]
-    d_in, d_out = (source_shape[0], target_shape[0]) if len(source_shape) == 1 else (0, 0)
     map_spec = {"name": "MapMLP", "in_features": d_in, "out_features": d_out, "hidden": hidden,
-                **(map_spec or {})}
+                **map_spec}
     potential_spec = {"name": "PotentialMLP", "in_features": d_out, "hidden": hidden,
-                      **(potential_spec or {})}
-    return map_spec, potential_spec
+                      **potential_spec}
+    return map_spec, noise, potential_spec
 
 
-def _as_net(net: nn.Module | dict) -> nn.Module:
-    return net if isinstance(net, nn.Module) else build_net(net)
+def _build_map(net: nn.Module | dict, noise: dict | None) -> TransportMap:
+    """Wrap a network (or build it from its spec) as a deterministic or stochastic map."""
+    if isinstance(net, TransportMap):
+        return net
+    net = net if isinstance(net, nn.Module) else build_net(net)
+    return StochasticMap(net, **noise) if noise is not None else DeterministicMap(net)
 
 
 def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
@@ -62,6 +80,9 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
             :class:`~otmap.costs.Cost`, or a callable ``c(x, y) -> [N]``.
         map, potential: ``nn.Module`` or spec dicts (``{"name": "MapMLP", "hidden": [...]}``);
             defaults: :class:`~otmap.nets.MapMLP`/:class:`~otmap.nets.PotentialMLP` for vectors.
+            A map spec's ``"noise"`` entry (``{"noise_dim", "noise_std", "inject"}``) makes a
+            :class:`~otmap.maps.StochasticMap`; a weak cost makes one by default (noise of the
+            data's dimension, std 1, concatenated), with ``num_samples=4`` per input.
         embedding: fixed Q applied to x before the cost, for unequal dimensions.
         steps, batch_size, seed, device, and ``options``: fields of :class:`TrainConfig`.
         run_dir: write config, metrics.jsonl, checkpoints and plots there; ``resume`` continues.
@@ -81,31 +102,34 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     if embedding is None and source_shape != target_shape and cost is None:
         raise InputError(
             f"source samples have shape {source_shape} and target samples {target_shape}: the "
-            "quadratic cost compares x with T(x), so pass embedding=... mapping the source to the "
-            "target's shape (e.g. otmap.embeddings.LinearProjection), or a cost c(x, y) that "
-            "accepts both shapes"
+            "quadratic cost compares x with T(x), so pass embedding=... (a fixed nn.Module "
+            "mapping source samples to the target's shape, e.g. a frozen nn.Linear), or a cost "
+            "c(x, y) that accepts both shapes"
         )
-    dev = resolve_device(config.device)
-    map_spec, potential_spec = _default_nets(
-        source_shape, target_shape,
-        map if isinstance(map, dict) else None, potential if isinstance(potential, dict) else None)
-    net = map if isinstance(map, nn.Module) else _as_net(map_spec)
-    f = potential if isinstance(potential, nn.Module) else _as_net(potential_spec)
-    if hasattr(net, "fit_scaling"):
-        net.fit_scaling(x0, y0)
+    cost_obj = build_cost(cost, target_shape)
+    map_spec, noise, potential_spec = _default_specs(
+        source_shape, target_shape, map if isinstance(map, dict) else None,
+        potential if isinstance(potential, dict) else None, stochastic=cost_obj.min_samples > 1)
+    transport_map = _build_map(map if isinstance(map, nn.Module) else map_spec, noise)
+    f = potential if isinstance(potential, nn.Module) else build_net(potential_spec)
+    transport_map.fit_scaling(x0, y0)
     if hasattr(f, "fit_scaling"):
         f.fit_scaling(y0)
-    transport_map = net if isinstance(net, TransportMap) else DeterministicMap(net)
-    cost_obj = build_cost(cost, target_shape)
-    schedule = build_schedule(config.lr_schedule, total_steps=config.steps)
+    num_samples = config.num_samples or (
+        max(DEFAULT_WEAK_SAMPLES, cost_obj.min_samples) if transport_map.stochastic else 1)
+    dev = resolve_device(config.device)
     solver = NeuralOT(
         transport_map.to(dev), f.to(dev), cost_obj,
         embedding=embedding.to(dev) if embedding is not None else None,
-        k_map=config.k_map, num_samples=config.num_samples, lr_map=config.lr_map,
-        lr_potential=config.lr_potential, betas=config.betas, weight_decay=config.weight_decay,
-        lr_schedule=schedule, ema_decay=config.ema_decay, grad_clip=config.grad_clip)
+        k_map=config.k_map, num_samples=num_samples,
+        potential_samples=num_samples if config.potential_all_samples else 1,
+        lr_map=config.lr_map, lr_potential=config.lr_potential, betas=config.betas,
+        weight_decay=config.weight_decay,
+        lr_schedule=build_schedule(config.lr_schedule, total_steps=config.steps),
+        ema_decay=config.ema_decay, grad_clip=config.grad_clip)
     full_record = {**(record or {}), "train": dataclasses.asdict(config),
-                   "cost": cost_obj.config(), "map": map_spec, "potential": potential_spec}
+                   "cost": cost_obj.config(), "map": {**map_spec, "noise": noise},
+                   "potential": potential_spec}
     result = TransportResult(solver.eval_map, cost=cost_obj, embedding=embedding,
                              source_shape=source_shape, target_shape=target_shape,
                              config=full_record, run_dir=run_dir)

@@ -4,7 +4,7 @@ Layout::
 
     {"format": "otmap-checkpoint", "version": 1, "otmap_version": ...,
      "model": {"map": spec-or-module, "embedding": spec-or-module, "cost": dict,
-               "source_shape": [...], "target_shape": [...], "stochastic": bool,
+               "source_shape": [...], "target_shape": [...],
                "map_state": state_dict (the map used for evaluation: EMA when present),
                "noise": dict | None},
      "training": NeuralOT.training_state() | None,

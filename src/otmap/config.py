@@ -23,7 +23,8 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 256
     k_map: int = 5
-    num_samples: int = 1
+    num_samples: int | None = None
+    potential_all_samples: bool = False
     lr_map: float = 1e-3
     lr_potential: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.9)
@@ -43,6 +44,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "k_map", "num_samples", "log_every", "eval_every",
                      "checkpoint_every", "eval_samples"):
             value = getattr(self, name)
+            if value is None and name == "num_samples":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"train.{name} must be a positive integer, got {value!r}")
         if self.batch_size < 2:

@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from otmap.errors import InputError
+from otmap.schedules import Schedule, build_schedule, schedule_config
 
 Reduction = Literal["sum", "mean"]
 
@@ -53,6 +55,9 @@ class Cost:
 
     def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def set_step(self, step: int) -> None:
+        """Advance scheduled parameters (e.g. gamma) to training step ``step``."""
 
     def __call__(self, x: Tensor, ys: Tensor) -> Tensor:
         if ys.dim() != x.dim() + 1 or ys.shape[0] != x.shape[0] or ys.shape[2:] != x.shape[1:]:
@@ -92,6 +97,95 @@ class InnerProduct(Cost):
         return -self.reduce(ys * x.unsqueeze(1), 2).mean(1)
 
 
+class WeakQuadratic(Cost):
+    """NOT's gamma-weak quadratic cost ``C(x, nu) = 1/2 E_nu|x - y|^2 - gamma/2 Var(nu)``.
+
+    Unbiased from ``K >= 2`` samples: ``1/2 mean_k |x - y_k|^2 - gamma/2 * sum_k |y_k - y_bar|^2
+    / (K - 1)``. ``gamma = 0`` is :class:`StrongQuadratic`. ``gamma`` may be a schedule
+    ``step -> value`` (NOT ramps it from 0 to 0.66 over 25k steps); the solver calls
+    :meth:`Cost.set_step`.
+    """
+
+    min_samples = 2
+
+    def __init__(self, gamma: float | Schedule = 1.0, reduction: Reduction = "sum",
+                 scale: float = 1.0) -> None:
+        super().__init__(reduction, scale)
+        self.gamma_schedule = build_schedule(gamma)
+        self.gamma = self.gamma_schedule(0)
+
+    def set_step(self, step: int) -> None:
+        self.gamma = float(self.gamma_schedule(step))
+
+    def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
+        strong = 0.5 * self.reduce((ys - x.unsqueeze(1)) ** 2, 2).mean(1)
+        variance = self.reduce((ys - ys.mean(1, keepdim=True)) ** 2, 2).sum(1) / (ys.shape[1] - 1)
+        return strong - 0.5 * self.gamma * variance
+
+    def config(self) -> dict:
+        return {**super().config(), "gamma": schedule_config(self.gamma_schedule)}
+
+
+class WeakKernel(Cost):
+    """KNOT's gamma-weak kernel cost with feature map ``u`` of a kernel ``k``:
+
+    ``C(x, nu) = 1/2 E|u(x) - u(y)|^2 - gamma/2 * 1/2 E|u(y) - u(y')|^2``, where
+    ``|u(a) - u(b)|^2 = k(a, a) + k(b, b) - 2 k(a, b) = d_k(a, b)`` is, with ``r = |a - b|``
+    (the norm follows ``reduction``: ``sqrt(mean_D (a - b)^2)`` for ``"mean"``):
+
+    * ``"distance"`` (distance-induced, characteristic for ``0 < alpha < 2``): ``r^alpha``, so
+      ``C = 1/2 E|x - y|^alpha - gamma/4 E|y - y'|^alpha``; ``alpha = 2`` gives
+      :class:`WeakQuadratic` back;
+    * ``"gaussian"``: ``2 - 2 exp(-r^2 / (2 sigma^2))``;
+    * ``"laplacian"``: ``2 - 2 exp(-r / sigma)``.
+
+    Unbiased from ``K >= 2`` samples: the second expectation runs over pairs ``y_i != y_j``.
+    """
+
+    min_samples = 2
+    KERNELS = ("distance", "gaussian", "laplacian")
+
+    def __init__(self, gamma: float | Schedule = 1.0, kernel: str = "distance", alpha: float = 1.0,
+                 sigma: float = 1.0, reduction: Reduction = "sum", scale: float = 1.0) -> None:
+        super().__init__(reduction, scale)
+        if kernel not in self.KERNELS:
+            raise InputError(f"unknown kernel {kernel!r}; choose one of {list(self.KERNELS)}")
+        if not 0 < alpha <= 2:
+            raise InputError(f"alpha must be in (0, 2] for a valid kernel, got {alpha}")
+        if not sigma > 0:
+            raise InputError(f"sigma must be positive, got {sigma}")
+        self.kernel, self.alpha, self.sigma = kernel, float(alpha), float(sigma)
+        self.gamma_schedule = build_schedule(gamma)
+        self.gamma = self.gamma_schedule(0)
+
+    def set_step(self, step: int) -> None:
+        self.gamma = float(self.gamma_schedule(step))
+
+    def feature_distance(self, squared_norm: Tensor) -> Tensor:
+        """``d_k = |u(a) - u(b)|^2`` from ``|a - b|^2`` (reduced over coordinates)."""
+        if self.kernel == "distance":
+            # the epsilon keeps the gradient of r^alpha finite at r = 0 for alpha < 2
+            return (squared_norm + 1e-12) ** (self.alpha / 2) if self.alpha != 2 else squared_norm
+        if self.kernel == "gaussian":
+            return 2 - 2 * torch.exp(-squared_norm / (2 * self.sigma**2))
+        return 2 - 2 * torch.exp(-torch.sqrt(squared_norm + 1e-12) / self.sigma)
+
+    def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
+        k = ys.shape[1]
+        to_x = self.feature_distance(self.reduce((ys - x.unsqueeze(1)) ** 2, 2)).mean(1)
+        flat = ys.flatten(2)
+        pair_sq = (flat.unsqueeze(1) - flat.unsqueeze(2)) ** 2  # [B, K, K, D]
+        pairs = self.feature_distance(pair_sq.sum(-1) if self.reduction == "sum"
+                                      else pair_sq.mean(-1))
+        off_diagonal = ~torch.eye(k, dtype=torch.bool, device=ys.device)
+        spread = pairs[:, off_diagonal].mean(1)
+        return 0.5 * to_x - 0.25 * self.gamma * spread
+
+    def config(self) -> dict:
+        return {**super().config(), "gamma": schedule_config(self.gamma_schedule),
+                "kernel": self.kernel, "alpha": self.alpha, "sigma": self.sigma}
+
+
 class FromCallable(Cost):
     """A user cost ``fn(x [N, *dims], y [N, *dims]) -> [N]``, averaged over the K samples.
 
@@ -123,9 +217,12 @@ class FromCallable(Cost):
 COSTS: dict[str, type[Cost]] = {
     "StrongQuadratic": StrongQuadratic,
     "InnerProduct": InnerProduct,
+    "WeakQuadratic": WeakQuadratic,
+    "WeakKernel": WeakKernel,
 }
 _ALIASES = {"quadratic": "StrongQuadratic", "strong_quadratic": "StrongQuadratic",
-            "inner_product": "InnerProduct"}
+            "inner_product": "InnerProduct", "weak_quadratic": "WeakQuadratic",
+            "weak_kernel": "WeakKernel", "kernel": "WeakKernel"}
 
 
 def build_cost(spec: str | dict | Cost | Callable | None, sample_shape: tuple[int, ...]) -> Cost:

@@ -11,15 +11,15 @@ from otmap import __version__
 from otmap.checkpoint import FORMAT, VERSION, atomic_save, module_record, read_checkpoint
 from otmap.costs import COSTS, Cost, build_cost
 from otmap.errors import CheckpointError, InputError
-from otmap.maps import DeterministicMap, TransportMap
+from otmap.maps import DeterministicMap, StochasticMap, TransportMap
 from otmap.nets import build_net
 
 
 class TransportResult:
     """A fitted transport map.
 
-    ``transport(x)`` maps ``[n, *source_shape]`` to ``[n, *target_shape]``;
-    ``transport(x, num_samples=k)`` gives ``[n, k, *target_shape]``.
+    ``transport(x)`` maps ``[n, *source_shape]`` to ``[n, *target_shape]`` (one noise draw per
+    input for a stochastic map); ``transport(x, num_samples=k)`` gives ``[n, k, *target_shape]``.
     """
 
     def __init__(self, transport_map: TransportMap, *, cost: Cost,
@@ -69,13 +69,14 @@ class TransportResult:
 
     def checkpoint(self) -> dict:
         """The checkpoint dict (see :mod:`otmap.checkpoint`)."""
-        net = self.map.net if isinstance(self.map, DeterministicMap) else self.map
+        noise = ({"noise_dim": self.map.noise_dim, "noise_std": self.map.noise_std,
+                  "inject": self.map.inject} if isinstance(self.map, StochasticMap) else None)
         return {
             "format": FORMAT, "version": VERSION, "otmap_version": __version__,
             "model": {
-                "map": module_record(net),
+                "map": module_record(self.map.net),
                 "map_state": self.map.state_dict(),
-                "stochastic": bool(self.map.stochastic),
+                "noise": noise,
                 "embedding": module_record(self.embedding),
                 "cost": (self.cost.config() if type(self.cost).__name__ in COSTS
                          else {"object": self.cost}),
@@ -112,9 +113,8 @@ def load(path: str | Path, device: str | torch.device = "cpu",
     try:
         model = data["model"]
         net = _rebuild(model["map"], "map")
-        if model.get("stochastic"):
-            raise CheckpointError("stochastic maps are not supported by this otmap version")
-        transport_map = DeterministicMap(net)
+        noise = model.get("noise")
+        transport_map = StochasticMap(net, **noise) if noise else DeterministicMap(net)
         transport_map.load_state_dict(model["map_state"])
         embedding = _rebuild(model.get("embedding"), "embedding")
         cost_cfg = dict(model["cost"])

@@ -37,6 +37,8 @@ class NeuralOT(nn.Module):
         embedding: the fixed Q for unequal dimensions (identity when None).
         k_map: map steps per potential step.
         num_samples: K, samples ``T(x, z_k)`` per input in the map step.
+        potential_samples: samples per input in the potential step (1 as in the reference
+            code, or K).
         lr_map, lr_potential: Adam learning rates; ``betas``: Adam betas for both.
         weight_decay: Adam's L2 weight decay, for both players.
         lr_schedule: multiplier ``step -> factor`` of both learning rates (step = outer step).
@@ -46,6 +48,7 @@ class NeuralOT(nn.Module):
 
     def __init__(self, transport_map: TransportMap, potential: nn.Module, cost: Cost, *,
                  embedding: nn.Module | None = None, k_map: int = 5, num_samples: int = 1,
+                 potential_samples: int = 1,
                  lr_map: float = 1e-3, lr_potential: float = 1e-3,
                  betas: tuple[float, float] = (0.5, 0.9), weight_decay: float = 0.0,
                  lr_schedule: Schedule | None = None, ema_decay: float | None = None,
@@ -55,8 +58,9 @@ class NeuralOT(nn.Module):
             raise InputError(f"k_map must be >= 1, got {k_map}")
         if num_samples < cost.min_samples:
             raise InputError(f"{cost!r} needs num_samples >= {cost.min_samples}, got {num_samples}")
-        if not transport_map.stochastic and num_samples != 1:
-            raise InputError("a deterministic map takes num_samples=1")
+        if not transport_map.stochastic and max(num_samples, potential_samples) != 1:
+            raise InputError("a deterministic map takes num_samples=1 and potential_samples=1; "
+                             "a weak cost needs a StochasticMap")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise InputError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
         self.map = transport_map
@@ -65,6 +69,7 @@ class NeuralOT(nn.Module):
         self.embedding.requires_grad_(False)
         self.cost = cost
         self.k_map, self.num_samples = k_map, num_samples
+        self.potential_samples = potential_samples
         self.lr_map, self.lr_potential = lr_map, lr_potential
         self.lr_schedule = lr_schedule or Constant(1.0)
         self.ema_decay, self.grad_clip = ema_decay, grad_clip
@@ -87,9 +92,9 @@ class NeuralOT(nn.Module):
         return (cost - f_t).mean(), {"cost": cost.mean().detach()}
 
     def potential_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``mean f(T(x)) - mean f(y)``: the negative of the dual objective's potential part."""
+        """``mean f(T(x, z)) - mean f(y)``: the negative of the dual objective's potential part."""
         with torch.no_grad():
-            ty = self.map.sample(x, 1)[:, 0]
+            ty = self.map.sample(x, self.potential_samples).flatten(0, 1)
         f_t, f_y = self.potential(ty).mean(), self.potential(y).mean()
         return f_t - f_y, {"f_y": f_y.detach(), "f_t": f_t.detach()}
 
@@ -121,6 +126,7 @@ class NeuralOT(nn.Module):
         Returns detached scalar tensors (no host synchronisation).
         """
         factor = self.lr_schedule(self.step)
+        self.cost.set_step(self.step)
         for group in self.map_optimizer.param_groups:
             group["lr"] = self.lr_map * factor
         for group in self.potential_optimizer.param_groups:
@@ -128,6 +134,8 @@ class NeuralOT(nn.Module):
         for _ in range(self.k_map):
             stats = self.map_step(sample_source())
         stats.update(self.potential_step(sample_source(), sample_target()))
+        if hasattr(self.cost, "gamma"):
+            stats["gamma"] = torch.tensor(self.cost.gamma)
         self.step += 1
         return stats
 

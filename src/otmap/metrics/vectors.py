@@ -176,11 +176,14 @@ def _distance_sum(x: Tensor, y: Tensor) -> float:
     return total
 
 
-def energy_distance(a: Tensor, b: Tensor) -> float:
+def energy_distance(a: Tensor, b: Tensor, unbiased: bool = True) -> float:
     """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| between samples a [n, d] and b [m, d].
 
-    Within-set terms are U-statistics (diagonal excluded), so the estimate is unbiased and
-    may be slightly negative for samples of the same distribution. Needs n, m >= 2.
+    ``unbiased``: within-set terms are U-statistics (diagonal excluded), so the estimate is
+    unbiased and may be slightly negative for samples of the same distribution. Otherwise
+    V-statistics (diagonal included): always >= 0, with a finite-sample floor of order
+    ``1/n`` that two independent samples of one distribution also show, which makes ratios
+    to that floor meaningful. Needs n, m >= 2.
     """
     xa = _flat("a", a)
     xb = _flat("b", b).to(xa.device)
@@ -194,8 +197,8 @@ def energy_distance(a: Tensor, b: Tensor) -> float:
     dtype = torch.promote_types(xa.dtype, xb.dtype)
     xa, xb = xa.to(dtype), xb.to(dtype)
     cross = _distance_sum(xa, xb) / (n * m)
-    within_a = _distance_sum(xa, xa) / (n * (n - 1))
-    within_b = _distance_sum(xb, xb) / (m * (m - 1))
+    within_a = _distance_sum(xa, xa) / (n * (n - 1) if unbiased else n * n)
+    within_b = _distance_sum(xb, xb) / (m * (m - 1) if unbiased else m * m)
     return 2.0 * cross - within_a - within_b
 
 

@@ -60,18 +60,19 @@ class _Scaled(nn.Module):
 class MapMLP(_Scaled):
     """A map ``R^d_in -> R^d_out``:
 
-    ``T(x) = x + s * (A x_n + b + mlp(x_n))`` when ``d_in == d_out`` (``residual``), else
+    ``T(x) = x[:, :d_out] + s * (A x_n + b + mlp(x_n))`` when ``residual`` (the default when
+    ``d_in == d_out``; a stochastic map's input ``cat[x, z]`` also qualifies), else
     ``T(x) = s * (A x_n + b + mlp(x_n))``, with ``x_n`` the standardised input and ``s`` the
     target's coordinate std. The linear path learns the affine part of the map quickly and the
-    MLP the rest; both start at zero, so an equal-dimension map is the identity at initialisation.
+    MLP the rest; both start at zero, so a residual map is the identity at initialisation.
     """
 
     def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256, 256),
                  activation: str = "silu", residual: bool | None = None) -> None:
         super().__init__(in_features)
         self.residual = in_features == out_features if residual is None else residual
-        if self.residual and in_features != out_features:
-            raise InputError("a residual map needs equal input and output dimensions")
+        if self.residual and in_features < out_features:
+            raise InputError("a residual map needs at least as many inputs as outputs")
         self.linear = nn.Linear(in_features, out_features)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
@@ -80,7 +81,7 @@ class MapMLP(_Scaled):
     def forward(self, x: Tensor) -> Tensor:
         xn = self.standardize(x)
         out = self.out_scale * (self.linear(xn) + self.body(xn))
-        return x + out if self.residual else out
+        return x[:, : out.shape[1]] + out if self.residual else out
 
     @torch.no_grad()
     def fit_scaling(self, x: Tensor, y: Tensor) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from otmap.checkpoint import CHECKPOINT_NAME, atomic_save, read_checkpoint
 from otmap.config import TrainConfig
 from otmap.data import Sampler
+from otmap.diagnostics import FAKE_SOLUTION_ADVICE, OscillationDetector
 from otmap.errors import CheckpointError, InputError, TrainingDivergedError
 from otmap.metrics import energy_distance, transport_cost
 from otmap.result import TransportResult
@@ -67,6 +69,11 @@ class Trainer:
         n = config.eval_samples
         self.x_eval = source.sample(n).to(self.device)
         self.y_eval = target.sample(n).to(self.device)
+        # a second, independent target sample: the fidelity ratio's reference
+        y_ref = target.sample(n).to(self.device)
+        self.energy_floor = energy_distance(y_ref, self.y_eval, unbiased=False)
+        self.detector = OscillationDetector()
+        self._warned = False
         if resume:
             self._resume()
         elif self.run_dir is not None:
@@ -106,6 +113,9 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
         self.rows = [r for r in map(json.loads, filter(None, lines)) if r["step"] <= step]
+        for row in self.rows:
+            if "fidelity" in row:
+                self.detector.update(row["fidelity"])
         path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
 
     def save_checkpoint(self) -> None:
@@ -124,17 +134,30 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Held-out metrics: energy distance of T#x to target samples, transport cost, and the
-        evaluator's (e.g. L2-UVP against a known map)."""
+        """Held-out metrics.
+
+        * ``energy``: energy distance of T#(mu x S) (one z per x) to held-out target samples;
+        * ``fidelity``: the same (V-statistic) divided by the energy distance between two
+          independent target samples of the same size: ~1 means as close as the target to itself;
+        * ``transport_cost``: ``mean 1/2 |Q(x) - T(x, z)|^2``;
+        * ``diversity`` (stochastic maps): mean over x of the total variance of ``T(x, .)``;
+        * the evaluator's metrics (e.g. L2-UVP against a known map).
+        """
         tx = self.result.transport(self.x_eval)
-        out = {}
-        if tx.dim() == 2:
-            out["energy"] = energy_distance(tx, self.y_eval)
-            qx = self.solver.embedding(self.x_eval)
-            if qx.shape == tx.shape:
-                out["transport_cost"] = transport_cost(qx, tx)
+        out = {"energy": energy_distance(tx, self.y_eval),
+               "fidelity": energy_distance(tx, self.y_eval, unbiased=False) / self.energy_floor}
+        qx = self.solver.embedding(self.x_eval)
+        if qx.shape == tx.shape:
+            out["transport_cost"] = transport_cost(qx, tx)
+        if self.result.map.stochastic:
+            txz = self.result.transport(self.x_eval[:256], num_samples=8)
+            out["diversity"] = txz.var(1).flatten(1).sum(1).mean().item()
         if self.evaluator is not None:
             out.update(self.evaluator(self.result, self.x_eval, self.y_eval))
+        if self.detector.update(out["fidelity"]) and not self._warned:
+            self._warned = True
+            warnings.warn(FAKE_SOLUTION_ADVICE, stacklevel=2)
+        out["oscillating"] = float(self.detector.fired)
         return out
 
     def run(self) -> TransportResult:
@@ -158,7 +181,7 @@ class Trainer:
                 row["time"] = time.perf_counter() - start
                 self._log(row)
                 bar.set_postfix({k: f"{row[k]:.4g}" for k in
-                                 ("loss_map", "cost", "energy", "l2_uvp") if k in row})
+                                 ("loss_map", "cost", "fidelity", "l2_uvp") if k in row})
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     self.save_checkpoint()
                     last_good = step
@@ -190,9 +213,13 @@ class Trainer:
         name = self.record.get("name", "otmap")
         plots.plot_training_curves(self.rows, folder / "training.png", title=name)
         x, y = self.x_eval.cpu(), self.y_eval.cpu()
-        if x.dim() == 2 and y.dim() == 2 and y.shape[1] in (1, 2):
-            tx = self.result.transport(x)
-            if x.shape[1] == y.shape[1] == 2:
-                plots.plot_transport_2d(x, tx, y, folder / "transport.png", title=name)
-            elif x.shape[1] == y.shape[1] == 1:
-                plots.plot_transport_1d(x, tx, y, folder / "transport.png", title=name)
+        if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1] or y.shape[1] > 2:
+            return
+        tx = self.result.transport(x)
+        if y.shape[1] == 1:
+            plots.plot_transport_1d(x, tx, y, folder / "transport.png", title=name)
+        elif self.result.map.stochastic:
+            txz = self.result.transport(x, num_samples=8)
+            plots.plot_stochastic_2d(x, txz, y, folder / "transport.png", title=name)
+        else:
+            plots.plot_transport_2d(x, tx, y, folder / "transport.png", title=name)

@@ -1,0 +1,43 @@
+"""Diagnostics of a training run: the fake-solution (oscillation) detector."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+FAKE_SOLUTION_ADVICE = (
+    "the pushforward's fidelity keeps swinging instead of settling: the saddle-point "
+    "optimisation is likely cycling between fake solutions (Korotin et al., KNOT). Remedies: "
+    "use the kernel cost (cost=WeakKernel, kernel='distance'), lower gamma (or ramp it "
+    "with a schedule), or raise k_map (more map steps per potential step)"
+)
+
+
+class OscillationDetector:
+    """Flags a metric that keeps swinging over the last ``window`` evaluations.
+
+    It fires when, in log scale, the window's range exceeds ``log(ratio)`` (the metric moves by
+    more than a factor ``ratio``) and the window is not a monotone trend: at least half of its
+    successive differences change sign. A metric that decreases and settles never fires.
+    """
+
+    def __init__(self, window: int = 6, ratio: float = 2.0) -> None:
+        if window < 4:
+            raise ValueError("the oscillation window needs at least 4 evaluations")
+        self.values: deque[float] = deque(maxlen=window)
+        self.log_ratio = math.log(ratio)
+        self.fired = False
+
+    def update(self, value: float) -> bool:
+        """Add one evaluation (a positive metric); True when it looks like oscillation."""
+        if not (value > 0 and math.isfinite(value)):
+            return False
+        self.values.append(math.log(value))
+        if len(self.values) < self.values.maxlen:
+            return False
+        v = list(self.values)
+        diffs = [b - a for a, b in zip(v[:-1], v[1:])]
+        flips = sum(d1 * d2 < 0 for d1, d2 in zip(diffs[:-1], diffs[1:]))
+        swinging = max(v) - min(v) > self.log_ratio and flips >= len(diffs) / 2
+        self.fired = self.fired or swinging
+        return swinging
