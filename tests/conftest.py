@@ -71,3 +71,13 @@ def small_fit_kwargs() -> dict:
     """Options for the fast fits of the result/input tests (a few dozen steps)."""
     return {**SMALL_NETS, "batch_size": 32, "k_map": 2, "progress": False,
             "eval_samples": 64, "lr_schedule": None}
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """One intra-op thread for these tiny networks: on a shared 2-core machine, torch's default
+    of one OpenMP thread per core made each fit 10-20x slower through oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -206,9 +206,6 @@ def test_build_cost_bad_arguments_and_types():
         build_cost(42, (2,))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "costs.build_cost: a dict without 'name' should default to StrongQuadratic "
-    "(kwargs.pop('name', 'StrongQuadratic')) but falls back to spec.get('name') = None"))
 def test_build_cost_dict_without_name_defaults_to_quadratic():
     cost = build_cost({"reduction": "mean"}, (2,))
     assert type(cost) is StrongQuadratic and cost.reduction == "mean"

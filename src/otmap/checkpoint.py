@@ -18,7 +18,6 @@ on load; other modules are pickled whole, and loading those needs ``trusted=True
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -79,15 +78,15 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict:
     path = resolve_checkpoint(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as err:
-        if not trusted and "weights_only" in str(err):
+    except Exception as err:  # torch raises many types for damaged files
+        if not trusted and "Unsupported global" in str(err):
             raise CheckpointError(
                 f"{path} contains pickled Python objects (a custom network or cost); load it "
                 "with otmap.load(path, trusted=True) only if you trust its origin"
             ) from None
-        raise CheckpointError(f"{path} is corrupted or not a checkpoint: {err}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
-        raise CheckpointError(f"{path} is corrupted or not a PyTorch file: {err}") from None
+        raise CheckpointError(
+            f"{path} is corrupted or not an otmap checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not an otmap checkpoint (no '{FORMAT}' marker): it was written by "

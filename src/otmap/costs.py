@@ -236,10 +236,11 @@ def build_cost(spec: str | dict | Cost | Callable | None, sample_shape: tuple[in
         spec = {"name": spec}
     if isinstance(spec, dict):
         kwargs = dict(spec)
-        name = _ALIASES.get(kwargs.pop("name", "StrongQuadratic"), None) or spec.get("name")
+        raw = kwargs.pop("name", "StrongQuadratic")
+        name = _ALIASES.get(raw, raw)
         if name not in COSTS:
             raise InputError(
-                f"unknown cost {spec.get('name')!r}; choose one of {sorted(COSTS)} "
+                f"unknown cost {raw!r}; choose one of {sorted(COSTS)} "
                 f"(or aliases {sorted(_ALIASES)}), or pass a callable c(x, y) -> [N]"
             )
         kwargs.setdefault("reduction", default_reduction(sample_shape))

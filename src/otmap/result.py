@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ class TransportResult:
     input for a stochastic map); ``transport(x, num_samples=k)`` gives ``[n, k, *target_shape]``.
     """
 
-    def __init__(self, transport_map: TransportMap, *, cost: Cost,
+    def __init__(self, transport_map: TransportMap, *, cost: Cost | None,
                  source_shape: tuple[int, ...], target_shape: tuple[int, ...],
                  embedding: nn.Module | None = None, config: dict | None = None,
                  training: dict | None = None, run_dir: str | Path | None = None) -> None:
@@ -78,8 +79,7 @@ class TransportResult:
                 "map_state": self.map.state_dict(),
                 "noise": noise,
                 "embedding": module_record(self.embedding),
-                "cost": (self.cost.config() if type(self.cost).__name__ in COSTS
-                         else {"object": self.cost}),
+                "cost": _cost_record(self.cost),
                 "source_shape": list(self.source_shape),
                 "target_shape": list(self.target_shape),
             },
@@ -94,6 +94,18 @@ class TransportResult:
     def __repr__(self) -> str:
         return (f"TransportResult({type(self.map).__name__}, {list(self.source_shape)} -> "
                 f"{list(self.target_shape)}, cost={self.cost!r})")
+
+
+def _cost_record(cost: Cost | None) -> dict | None:
+    """A built-in cost's config; a custom cost pickled whole if it can be, else its config
+    (e.g. a lambda: the map still loads, without its cost)."""
+    if cost is None or type(cost).__name__ in COSTS:
+        return None if cost is None else cost.config()
+    try:
+        pickle.dumps(cost)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return cost.config()
+    return {"object": cost}
 
 
 def _rebuild(record: dict | None, what: str) -> nn.Module | None:
@@ -117,8 +129,13 @@ def load(path: str | Path, device: str | torch.device = "cpu",
         transport_map = StochasticMap(net, **noise) if noise else DeterministicMap(net)
         transport_map.load_state_dict(model["map_state"])
         embedding = _rebuild(model.get("embedding"), "embedding")
-        cost_cfg = dict(model["cost"])
-        cost = cost_cfg.get("object") or build_cost(cost_cfg, tuple(model["target_shape"]))
+        cost_cfg = dict(model["cost"] or {})
+        if "object" in cost_cfg:
+            cost = cost_cfg["object"]
+        elif cost_cfg.get("name") in COSTS:
+            cost = build_cost(cost_cfg, tuple(model["target_shape"]))
+        else:  # a user function that could not be pickled: only its name was stored
+            cost = None
         result = TransportResult(
             transport_map, cost=cost, embedding=embedding,
             source_shape=tuple(model["source_shape"]), target_shape=tuple(model["target_shape"]),

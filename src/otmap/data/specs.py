@@ -1,6 +1,7 @@
 """Data from config specs, as recipes write them.
 
 * ``{"toy": "moons", **params}``: a built-in toy distribution (:func:`otmap.data.toy`);
+  ``project: unit_circle`` pushes its samples to ``x / |x|`` (the un-projection toy's source);
 * ``{"file": "samples.npy"}``: samples ``[n, *shape]`` from a ``.npy``, ``.pt`` or ``.csv`` file.
 """
 
@@ -36,6 +37,17 @@ def load_samples(path: str | Path) -> torch.Tensor:
     return torch.as_tensor(data)
 
 
+class UnitSphereProjection:
+    """Samples of ``base`` projected on the unit sphere: ``x / |x|`` (``[n, d]``)."""
+
+    def __init__(self, base: Sampler) -> None:
+        self.base = base
+
+    def sample(self, n: int) -> torch.Tensor:
+        x = self.base.sample(n)
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 def sampler_from_spec(spec: dict | str, role: str) -> Sampler:
     """A sampler from a data spec (see module docstring); ``role`` names it in errors."""
     if isinstance(spec, str):
@@ -44,7 +56,14 @@ def sampler_from_spec(spec: dict | str, role: str) -> Sampler:
         raise InputError(f"{role}: a data spec is a mapping like {{toy: moons}}, got {spec!r}")
     params = dict(spec)
     if "toy" in params:
-        return toy(params.pop("toy"), **params)
+        project = params.pop("project", None)
+        sampler = toy(params.pop("toy"), **params)
+        if project is None:
+            return sampler
+        if project != "unit_circle":
+            raise InputError(f"{role}: unknown projection {project!r}; the one known is "
+                             "'unit_circle'")
+        return UnitSphereProjection(sampler)
     if "file" in params:
         extra = sorted(set(params) - {"file"})
         if extra:

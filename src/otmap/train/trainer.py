@@ -170,21 +170,25 @@ class Trainer:
         while solver.step < cfg.steps:
             stats = solver.train_step(sample_x, sample_y)
             step = solver.step
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            final = step == cfg.steps
+            log = step % cfg.log_every == 0 or final
+            save = step % cfg.checkpoint_every == 0 or final
+            if log or save:  # the only host synchronisation: at log and checkpoint steps
                 row = {"step": step, **{k: float(v) for k, v in stats.items()},
                        "lr_map": solver.map_optimizer.param_groups[0]["lr"]}
-                bad = [k for k, v in row.items() if not math.isfinite(v)]
+                bad = {k: v for k, v in row.items() if not math.isfinite(v)}
                 if bad:
-                    self._diverged(step, last_good, {k: row[k] for k in bad})
-                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    self._diverged(step, last_good, bad)
+            if log:
+                if step % cfg.eval_every == 0 or final:
                     row.update(self.evaluate())
                 row["time"] = time.perf_counter() - start
                 self._log(row)
                 bar.set_postfix({k: f"{row[k]:.4g}" for k in
                                  ("loss_map", "cost", "fidelity", "l2_uvp") if k in row})
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                    self.save_checkpoint()
-                    last_good = step
+            if save:
+                self.save_checkpoint()
+                last_good = step
             bar.update(1)
         bar.close()
         self.result.training = solver.training_state()
