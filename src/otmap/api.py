@@ -48,7 +48,7 @@ def _default_specs(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
     if noise is not None:
         noise = {"noise_dim": d_in, "noise_std": 1.0, "inject": "concat", **noise}
         d_in += noise["noise_dim"]
-    hidden = [256, 256, 256]
+    hidden = [512, 512, 512]
     map_spec = {"name": "MapMLP", "in_features": d_in, "out_features": d_out, "hidden": hidden,
                 **map_spec}
     potential_spec = {"name": "PotentialMLP", "in_features": d_out, "hidden": hidden,

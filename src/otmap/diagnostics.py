@@ -16,16 +16,17 @@ FAKE_SOLUTION_ADVICE = (
 class OscillationDetector:
     """Flags a metric that keeps swinging over the last ``window`` evaluations.
 
-    It fires when, in log scale, the window's range exceeds ``log(ratio)`` (the metric moves by
-    more than a factor ``ratio``) and the window is not a monotone trend: at least half of its
+    Meant for the fidelity ratio (1 = as close to the target as a second target sample). It
+    fires when the window reaches above ``level`` (noise around 1 is not an oscillation), its
+    range exceeds a factor ``ratio``, and it is not a monotone trend: at least half of its
     successive differences change sign. A metric that decreases and settles never fires.
     """
 
-    def __init__(self, window: int = 6, ratio: float = 2.0) -> None:
+    def __init__(self, window: int = 6, ratio: float = 2.0, level: float = 3.0) -> None:
         if window < 4:
             raise ValueError("the oscillation window needs at least 4 evaluations")
         self.values: deque[float] = deque(maxlen=window)
-        self.log_ratio = math.log(ratio)
+        self.log_ratio, self.log_level = math.log(ratio), math.log(level)
         self.fired = False
 
     def update(self, value: float) -> bool:
@@ -38,6 +39,7 @@ class OscillationDetector:
         v = list(self.values)
         diffs = [b - a for a, b in zip(v[:-1], v[1:])]
         flips = sum(d1 * d2 < 0 for d1, d2 in zip(diffs[:-1], diffs[1:]))
-        swinging = max(v) - min(v) > self.log_ratio and flips >= len(diffs) / 2
+        swinging = (max(v) > self.log_level and max(v) - min(v) > self.log_ratio
+                    and flips >= len(diffs) / 2)
         self.fired = self.fired or swinging
         return swinging

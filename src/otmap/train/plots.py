@@ -24,7 +24,10 @@ from matplotlib.figure import Figure
 from otmap.errors import InputError
 
 __all__ = [
+    "plot_metric_curves",
     "plot_stochastic_2d",
+    "plot_sweep_grid",
+    "plot_tradeoff",
     "plot_training_curves",
     "plot_transport_1d",
     "plot_transport_2d",
@@ -159,7 +162,7 @@ def _legend(ax: Axes) -> None:
 def _new_figure(ncols: int, title: str | None, height: float) -> tuple[Figure, np.ndarray]:
     """A constrained-layout figure with one row of ``ncols`` panels, each 5 inches wide."""
     fig = Figure(figsize=(5.0 * ncols, height + (0.4 if title else 0.0)), layout="constrained")
-    axes = fig.subplots(1, ncols)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
     if title:
         fig.suptitle(title, fontsize=13)
     return fig, axes
@@ -497,4 +500,78 @@ def plot_stochastic_2d(
     _scatter(c, flats, PUSH_COLOR, "T(x, z)")
     _style_2d(c, lims, "pushforward T#(x, z) vs target")
     _legend(c)
+    return _save(fig, path)
+
+
+def plot_sweep_grid(cells: dict[tuple[str, str], tuple[Any, Any, Any]], path: str | Path,
+                    title: str | None = None, n_inputs: int = 6) -> Path:
+    """A grid of 2-D stochastic maps: ``cells[(row, col)] = (x [n, 2], txz [n, k, 2], y)``.
+
+    Each panel shows the target (faint), the pushforward, and ``n_inputs`` inputs with lines to
+    their samples: the seeds' comparison grid (rows: costs, columns: gamma).
+    """
+    rows = list(dict.fromkeys(r for r, _ in cells))
+    cols = list(dict.fromkeys(c for _, c in cells))
+    fig = Figure(figsize=(2.6 * len(cols), 2.6 * len(rows) + 0.4), layout="constrained")
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    rng = np.random.default_rng(0)
+    for (r, c), (x, txz, y) in cells.items():
+        ax = axes[rows.index(r)][cols.index(c)]
+        x, y, txz = _points(x, "x", 2), _points(y, "y", 2), _as_array(txz, "txz")
+        flat = txz.reshape(-1, 2)
+        _scatter(ax, y[_subsample(len(y), 1500, rng)], TARGET_COLOR, None, alpha=0.15)
+        _scatter(ax, flat[_subsample(len(flat), 1500, rng)], PUSH_COLOR, None, alpha=0.5)
+        for j, i in enumerate(_spread_indices(x, n_inputs, rng)):
+            segments = np.stack([np.broadcast_to(x[i], txz[i].shape), txz[i]], axis=1)
+            ax.add_collection(LineCollection(segments, colors=[colormaps["Dark2"](j)],
+                                             linewidths=0.6, alpha=0.6))
+            ax.scatter(*x[i], s=25, color=colormaps["Dark2"](j), edgecolors="black", zorder=3)
+        _style_2d(ax, _limits([x, y], [flat]), f"{r}, {c}")
+        ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_tradeoff(points: list[dict], path: str | Path, title: str | None = None) -> Path:
+    """The similarity/diversity trade-off of a gamma sweep.
+
+    ``points``: dicts with ``"series"`` (e.g. the cost), ``"gamma"``, ``"transport_cost"``,
+    ``"diversity"`` and ``"fidelity"``. Left: diversity against transport cost, one line per
+    series, annotated with gamma; right: fidelity ratio against gamma (log scale).
+    """
+    fig, (a, b) = _new_figure(2, title, 3.8)
+    for n, name in enumerate(dict.fromkeys(p["series"] for p in points)):
+        pts = sorted((p for p in points if p["series"] == name), key=lambda p: p["gamma"])
+        color = colormaps["tab10"](n)
+        a.plot([p["transport_cost"] for p in pts], [p["diversity"] for p in pts], "o-",
+               color=color, label=name)
+        for p in pts:
+            a.annotate(f"\u03b3={p['gamma']:g}", (p["transport_cost"], p["diversity"]),
+                       fontsize=7, xytext=(3, 3), textcoords="offset points")
+        b.plot([p["gamma"] for p in pts], [p["fidelity"] for p in pts], "o-", color=color,
+               label=name)
+    a.set(xlabel="transport cost  E 1/2|x - T(x, z)|^2  (similarity \u2190)",
+          ylabel="diversity  E_x Var_z T(x, z)", title="similarity vs diversity")
+    b.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    b.set(xlabel="\u03b3", ylabel="fidelity ratio (1 = target vs target)", yscale="log",
+          title="pushforward fidelity")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_metric_curves(curves: dict[str, list[dict]], metric: str, path: str | Path,
+                       title: str | None = None) -> Path:
+    """One metric over training for several runs: ``curves[name] = metrics.jsonl rows``."""
+    fig, (ax,) = _new_figure(1, title, 3.6)
+    for n, (name, rows) in enumerate(curves.items()):
+        pts = [(r["step"], r[metric]) for r in rows if _is_number(r.get(metric))]
+        if pts:
+            steps, values = zip(*pts)
+            ax.plot(steps, values, "o-", markersize=3, color=colormaps["tab10"](n), label=name)
+    ax.set(xlabel="step", ylabel=metric, yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, path)

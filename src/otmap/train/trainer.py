@@ -154,10 +154,12 @@ class Trainer:
             out["diversity"] = txz.var(1).flatten(1).sum(1).mean().item()
         if self.evaluator is not None:
             out.update(self.evaluator(self.result, self.x_eval, self.y_eval))
-        if self.detector.update(out["fidelity"]) and not self._warned:
-            self._warned = True
-            warnings.warn(FAKE_SOLUTION_ADVICE, stacklevel=2)
-        out["oscillating"] = float(self.detector.fired)
+        if self.result.map.stochastic:  # fake solutions are a weak-cost failure
+            if self.detector.update(out["fidelity"]) and not self._warned:
+                self._warned = True
+                tqdm.write(f"otmap: warning: {FAKE_SOLUTION_ADVICE}")
+                warnings.warn(FAKE_SOLUTION_ADVICE, RuntimeWarning, stacklevel=3)
+            out["oscillating"] = float(self.detector.fired)
         return out
 
     def run(self) -> TransportResult:
