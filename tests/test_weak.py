@@ -50,10 +50,12 @@ def test_kernel_hand_values():
     x = torch.tensor([[0.0, 0.0]])
     ys = torch.tensor([[[3.0, 4.0], [0.0, 0.0]]])  # |x - y| = 5, 0; |y1 - y2| = 5
     # distance kernel, alpha 1: 1/2 * (5 + 0)/2 - gamma/4 * 5
-    assert WeakKernel(1.0)(x, ys).item() == pytest.approx(1.25, abs=1e-5)
-    gauss = WeakKernel(1.0, kernel="gaussian", sigma=5.0)(x, ys).item()
+    assert WeakKernel(0.5)(x, ys).item() == pytest.approx(1.25 - 0.625, abs=1e-5)
+    assert WeakKernel(0.5, alpha=0.5)(x, ys).item() == pytest.approx(
+        0.5 * 5**0.5 / 2 - 0.125 * 5**0.5, abs=1e-5)
+    gauss = WeakKernel(0.5, kernel="gaussian", sigma=5.0)(x, ys).item()
     d = 2 - 2 * math.exp(-25 / 50)  # feature distance at r = 5
-    assert gauss == pytest.approx(0.5 * d / 2 - 0.25 * d, abs=1e-6)
+    assert gauss == pytest.approx(0.5 * d / 2 - 0.125 * d, abs=1e-6)
     lap = WeakKernel(0.0, kernel="laplacian", sigma=5.0)(x, ys).item()
     assert lap == pytest.approx(0.5 * (2 - 2 * math.exp(-1)) / 2, abs=1e-6)
 
@@ -91,6 +93,14 @@ def test_estimators_are_unbiased_from_few_samples(cost, k):
     if isinstance(cost, WeakQuadratic):  # the test has power: a K-divisor variance would fail
         biased = estimate.mean().item() + 0.4 * float((scale**2).sum()) / k
         assert abs(biased - truth) > 5 * stderr + 2e-3
+
+
+def test_kernel_gradient_is_finite_when_samples_coincide():
+    x = torch.zeros(1, 2)
+    ys = torch.zeros(1, 3, 2, requires_grad=True)
+    for kernel in ("distance", "laplacian"):
+        WeakKernel(1.0, kernel=kernel, alpha=0.5)(x, ys).sum().backward()
+        assert torch.isfinite(ys.grad).all()
 
 
 def test_weak_costs_need_two_samples_and_valid_kernels():

@@ -163,12 +163,13 @@ class WeakKernel(Cost):
 
     def feature_distance(self, squared_norm: Tensor) -> Tensor:
         """``d_k = |u(a) - u(b)|^2`` from ``|a - b|^2`` (reduced over coordinates)."""
-        if self.kernel == "distance":
-            # the epsilon keeps the gradient of r^alpha finite at r = 0 for alpha < 2
-            return (squared_norm + 1e-12) ** (self.alpha / 2) if self.alpha != 2 else squared_norm
         if self.kernel == "gaussian":
             return 2 - 2 * torch.exp(-squared_norm / (2 * self.sigma**2))
-        return 2 - 2 * torch.exp(-torch.sqrt(squared_norm + 1e-12) / self.sigma)
+        power = self.alpha / 2 if self.kernel == "distance" else 0.5
+        # r^p with a finite gradient at r = 0 (where the value is exactly 0)
+        root = torch.where(squared_norm > 0, squared_norm.clamp_min(1e-30) ** power,
+                           torch.zeros_like(squared_norm))
+        return root if self.kernel == "distance" else 2 - 2 * torch.exp(-root / self.sigma)
 
     def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
         k = ys.shape[1]
