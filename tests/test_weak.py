@@ -178,8 +178,10 @@ def test_stochastic_result_saves_loads_and_logs_diagnostics(tmp_path):
 def test_oscillation_detector():
     settling = [8.0, 5.0, 3.5, 2.0, 1.5, 1.2, 1.1, 1.05, 1.0, 1.02]
     noisy_good = [1.0, 1.4, 0.9, 1.5, 1.0, 1.6, 0.95, 1.3]
-    swinging = [1.2, 6.0, 1.5, 8.0, 1.1, 7.0, 1.3, 9.0]
-    for values, expected in ((settling, False), (noisy_good, False), (swinging, True)):
+    swinging = [42.1, 86.1, 42.1, 15.7, 57.9, 26.3, 14.4, 20.8]  # NOT, gamma 1, half circles
+    kernel = [6.0, 3.43, 8.82, 5.09, 5.31, 3.33, 5.69, 5.03, 1.5, 3.7]  # KNOT, same setting
+    cases = ((settling, False), (noisy_good, False), (swinging, True), (kernel, False))
+    for values, expected in cases:
         detector = OscillationDetector()
         fired = [detector.update(v) for v in values]
         assert any(fired) is expected and detector.fired is expected

@@ -12,6 +12,7 @@ from torch import nn
 from otmap.config import TrainConfig, _check_keys
 from otmap.costs import Cost, build_cost
 from otmap.data import Sampler, as_sampler, check_samples
+from otmap.embeddings import build_embedding
 from otmap.errors import InputError
 from otmap.maps import DeterministicMap, StochasticMap, TransportMap
 from otmap.nets import build_net
@@ -83,7 +84,9 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
             A map spec's ``"noise"`` entry (``{"noise_dim", "noise_std", "inject"}``) makes a
             :class:`~otmap.maps.StochasticMap`; a weak cost makes one by default (noise of the
             data's dimension, std 1, concatenated), with ``num_samples=4`` per input.
-        embedding: fixed Q applied to x before the cost, for unequal dimensions.
+        embedding: fixed Q applied to x before the cost, for unequal dimensions: an
+            ``nn.Module`` or a spec (``{"name": "Upsample", "size": 32, "shape": [3, 8, 8]}``,
+            see :mod:`otmap.embeddings`).
         steps, batch_size, seed, device, and ``options``: fields of :class:`TrainConfig`.
         run_dir: write config, metrics.jsonl, checkpoints and plots there; ``resume`` continues.
         evaluator: extra held-out metrics ``(result, x, y) -> dict`` at every evaluation.
@@ -95,6 +98,8 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     overrides = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
     config = TrainConfig(**{**options, **overrides, "seed": seed, "device": device})
     torch.manual_seed(config.seed)
+    if isinstance(embedding, dict):
+        embedding = build_embedding(embedding)
     source_s, target_s = as_sampler(source, "source"), as_sampler(target, "target")
     x0 = check_samples(source_s.sample(_SCALING_SAMPLES), "source")
     y0 = check_samples(target_s.sample(_SCALING_SAMPLES), "target")
@@ -128,8 +133,11 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         lr_schedule=build_schedule(config.lr_schedule, total_steps=config.steps),
         ema_decay=config.ema_decay, grad_clip=config.grad_clip)
     full_record = {**(record or {}), "train": dataclasses.asdict(config),
-                   "cost": cost_obj.config(), "map": {**map_spec, "noise": noise},
-                   "potential": potential_spec}
+                   "cost": cost_obj.config(),
+                   "map": ({"module": type(map).__name__} if isinstance(map, nn.Module)
+                           else {**map_spec, "noise": noise}),
+                   "potential": ({"module": type(potential).__name__}
+                                 if isinstance(potential, nn.Module) else potential_spec)}
     result = TransportResult(solver.eval_map, cost=cost_obj, embedding=embedding,
                              source_shape=source_shape, target_shape=target_shape,
                              config=full_record, run_dir=run_dir)

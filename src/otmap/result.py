@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from otmap import __version__
 from otmap.checkpoint import FORMAT, VERSION, atomic_save, module_record, read_checkpoint
 from otmap.costs import COSTS, Cost, build_cost
+from otmap.embeddings import build_embedding
 from otmap.errors import CheckpointError, InputError
 from otmap.maps import DeterministicMap, StochasticMap, TransportMap
 from otmap.nets import build_net
@@ -108,11 +110,12 @@ def _cost_record(cost: Cost | None) -> dict | None:
     return {"object": cost}
 
 
-def _rebuild(record: dict | None, what: str) -> nn.Module | None:
+def _rebuild(record: dict | None, what: str,
+             builder: Callable[[dict], nn.Module] = build_net) -> nn.Module | None:
     if record is None:
         return None
     if "spec" in record:
-        return build_net(record["spec"])
+        return builder(record["spec"])
     if isinstance(record.get("module"), nn.Module):
         return record["module"]
     raise CheckpointError(f"the checkpoint's {what} record is damaged: {sorted(record)}")
@@ -128,7 +131,7 @@ def load(path: str | Path, device: str | torch.device = "cpu",
         noise = model.get("noise")
         transport_map = StochasticMap(net, **noise) if noise else DeterministicMap(net)
         transport_map.load_state_dict(model["map_state"])
-        embedding = _rebuild(model.get("embedding"), "embedding")
+        embedding = _rebuild(model.get("embedding"), "embedding", build_embedding)
         cost_cfg = dict(model["cost"] or {})
         if "object" in cost_cfg:
             cost = cost_cfg["object"]
