@@ -131,7 +131,9 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         lr_map=config.lr_map, lr_potential=config.lr_potential, betas=config.betas,
         weight_decay=config.weight_decay,
         lr_schedule=build_schedule(config.lr_schedule, total_steps=config.steps),
-        ema_decay=config.ema_decay, grad_clip=config.grad_clip)
+        ema_decay=config.ema_decay, grad_clip=config.grad_clip,
+        gradient_optimality=config.gradient_optimality,
+        gradient_penalty=config.gradient_penalty)
     full_record = {**(record or {}), "train": dataclasses.asdict(config),
                    "cost": cost_obj.config(),
                    "map": ({"module": type(map).__name__} if isinstance(map, nn.Module)

@@ -32,6 +32,8 @@ class TrainConfig:
     lr_schedule: Any = "cosine"
     ema_decay: float | None = None
     grad_clip: float | None = None
+    gradient_optimality: float = 0.0
+    gradient_penalty: float = 0.0
     seed: int = 0
     device: str = "auto"
     log_every: int = 50

@@ -44,6 +44,13 @@ class NeuralOT(nn.Module):
         lr_schedule: multiplier ``step -> factor`` of both learning rates (step = outer step).
         ema_decay: keep an exponential moving average of the map's weights (None: no EMA).
         grad_clip: clip each player's gradient norm to this value (None: no clipping).
+        gradient_optimality: weight of OTM's gradient-optimality term in the potential loss,
+            ``|| mean_b grad f(T(x_b)) - mean_b grad_y c(Q(x_b), y)|_{y=T(x_b)} ||``: at an
+            optimal map each T(x) is a stationary point of ``c(Q(x), .) - f``. (The reference
+            code compares with ``Q(x)`` and mis-scales by D; this form holds for every cost.)
+        gradient_penalty: weight of a WGAN-style penalty ``mean_b (|grad f(y_hat_b)| - 1)^2``
+            on interpolates ``y_hat = eta y + (1 - eta) T(x)``, ``eta ~ U(0, 1)`` per sample
+            (OTM-GP; the gradient is per sample, not of the batch mean).
     """
 
     def __init__(self, transport_map: TransportMap, potential: nn.Module, cost: Cost, *,
@@ -52,7 +59,8 @@ class NeuralOT(nn.Module):
                  lr_map: float = 1e-3, lr_potential: float = 1e-3,
                  betas: tuple[float, float] = (0.5, 0.9), weight_decay: float = 0.0,
                  lr_schedule: Schedule | None = None, ema_decay: float | None = None,
-                 grad_clip: float | None = None) -> None:
+                 grad_clip: float | None = None, gradient_optimality: float = 0.0,
+                 gradient_penalty: float = 0.0) -> None:
         super().__init__()
         if k_map < 1:
             raise InputError(f"k_map must be >= 1, got {k_map}")
@@ -73,6 +81,7 @@ class NeuralOT(nn.Module):
         self.lr_map, self.lr_potential = lr_map, lr_potential
         self.lr_schedule = lr_schedule or Constant(1.0)
         self.ema_decay, self.grad_clip = ema_decay, grad_clip
+        self.gradient_optimality, self.gradient_penalty = gradient_optimality, gradient_penalty
         self.map_optimizer = torch.optim.Adam(self.map.parameters(), lr=lr_map, betas=betas,
                                               weight_decay=weight_decay)
         self.potential_optimizer = torch.optim.Adam(self.potential.parameters(), lr=lr_potential,
@@ -92,11 +101,38 @@ class NeuralOT(nn.Module):
         return (cost - f_t).mean(), {"cost": cost.mean().detach()}
 
     def potential_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``mean f(T(x, z)) - mean f(y)``: the negative of the dual objective's potential part."""
+        """``mean f(T(x, z)) - mean f(y)`` (the negative of the dual objective's potential part)
+        plus the enabled regularisers."""
         with torch.no_grad():
             ty = self.map.sample(x, self.potential_samples).flatten(0, 1)
         f_t, f_y = self.potential(ty).mean(), self.potential(y).mean()
-        return f_t - f_y, {"f_y": f_y.detach(), "f_t": f_t.detach()}
+        loss, stats = f_t - f_y, {"f_y": f_y.detach(), "f_t": f_t.detach()}
+        if self.gradient_optimality:
+            go = self.gradient_optimality_term(x, ty)
+            loss, stats["gradient_optimality"] = loss + self.gradient_optimality * go, go.detach()
+        if self.gradient_penalty:
+            gp = self.gradient_penalty_term(y, ty)
+            loss, stats["gradient_penalty"] = loss + self.gradient_penalty * gp, gp.detach()
+        return loss, stats
+
+    def gradient_optimality_term(self, x: Tensor, ty: Tensor) -> Tensor:
+        """``|| mean_b grad f(T(x_b)) - mean_b grad_y c(Q(x_b), T(x_b)) ||`` (differentiable in
+        f's parameters; ``ty`` holds one T(x) per x, or K per x in order)."""
+        k = ty.shape[0] // x.shape[0]
+        with torch.no_grad():
+            qx = self.embedding(x).repeat_interleave(k, dim=0)
+        y = ty.detach().requires_grad_(True)
+        grad_c = torch.autograd.grad(self.cost(qx, y.unsqueeze(1)).sum(), y)[0]
+        grad_f = torch.autograd.grad(self.potential(y).sum(), y, create_graph=True)[0]
+        return (grad_f.mean(0) - grad_c.mean(0)).norm()
+
+    def gradient_penalty_term(self, y: Tensor, ty: Tensor) -> Tensor:
+        """``mean_b (|grad f(eta y + (1 - eta) T(x))|_b - 1)^2`` with per-sample gradients."""
+        n = min(len(y), len(ty))
+        eta = torch.rand(n, *([1] * (y.dim() - 1)), device=y.device, dtype=y.dtype)
+        y_hat = (eta * y[:n] + (1 - eta) * ty[:n].detach()).requires_grad_(True)
+        grad = torch.autograd.grad(self.potential(y_hat).sum(), y_hat, create_graph=True)[0]
+        return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
     # -- steps --------------------------------------------------------------------------------
     def _update(self, loss: Tensor, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from torch import nn
 
 from otmap.errors import InputError
+from otmap.nets.conv import ResNetPotential, UNet, UpsampleGenerator
 from otmap.nets.mlp import MapMLP, PotentialMLP
 
-NETS: dict[str, type[nn.Module]] = {"MapMLP": MapMLP, "PotentialMLP": PotentialMLP}
+NETS: dict[str, type[nn.Module]] = {
+    "MapMLP": MapMLP, "PotentialMLP": PotentialMLP, "ResNetPotential": ResNetPotential,
+    "UpsampleGenerator": UpsampleGenerator, "UNet": UNet,
+}
 
 
 def build_net(spec: dict) -> nn.Module:
@@ -24,4 +28,5 @@ def build_net(spec: dict) -> nn.Module:
     return net
 
 
-__all__ = ["NETS", "MapMLP", "PotentialMLP", "build_net"]
+__all__ = ["NETS", "MapMLP", "PotentialMLP", "ResNetPotential", "UNet", "UpsampleGenerator",
+           "build_net"]
