@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,8 @@ import torch
 from torch import nn
 
 from otmap.config import TrainConfig, _check_keys
-from otmap.costs import Cost, build_cost
-from otmap.data import Sampler, as_sampler, check_samples
+from otmap.costs import Cost, FromCallable, build_cost
+from otmap.data import Sampler, ToySampler, as_sampler, check_samples
 from otmap.embeddings import build_embedding
 from otmap.errors import InputError
 from otmap.maps import DeterministicMap, StochasticMap, TransportMap
@@ -29,25 +30,61 @@ _SCALING_SAMPLES = 4096
 DEFAULT_WEAK_SAMPLES = 4
 
 
+def _image_channels(size: int, width: int = 64, cap: int = 256) -> list[int]:
+    """Widths of the down-sampling blocks of a default potential: down to a 4x4 map."""
+    downs = max(1, int(math.log2(size)) - 2)
+    return [min(width * 2**i, cap) for i in range(downs + 1)]
+
+
+def default_embedding(source_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> dict:
+    """OTM's Q for noise vectors -> images: reshape to ``c x s x s`` and up-sample bicubically
+    (192-d noise -> 3x8x8 -> the image size); a clear error when no such embedding fits."""
+    if len(source_shape) == 1 and len(target_shape) == 3:
+        c, h, w = target_shape
+        side = math.isqrt(source_shape[0] // c) if source_shape[0] % c == 0 else 0
+        if side and c * side * side == source_shape[0] and h == w:
+            return {"name": "Upsample", "size": h, "shape": [c, side, side]}
+    raise InputError(
+        f"source samples have shape {source_shape} and target samples {target_shape}: the cost "
+        "compares Q(x) with T(x), so pass embedding=... mapping the source to the target's shape "
+        "(otmap.embeddings: Upsample, LinearProjection, GrayToRGB, Reshape, or any fixed "
+        "nn.Module), or a cost c(x, y) that accepts both shapes"
+    )
+
+
 def _default_specs(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
                    map_spec: dict | None, potential_spec: dict | None,
                    stochastic: bool) -> tuple[dict, dict | None, dict]:
-    """Network specs (merged over the defaults for vectors) and the noise spec of a stochastic
-    map; a clear error for shapes without default networks."""
+    """Network specs (merged over the defaults for the data's shapes) and the noise spec of a
+    stochastic map. Vectors get MLPs; images a ResNet potential and a UNet (image -> image) or
+    an up-sampling generator (noise vector -> image)."""
     map_spec, potential_spec = dict(map_spec or {}), dict(potential_spec or {})
     noise = map_spec.pop("noise", None)
     if noise is None and stochastic:
         noise = {}
-    if len(source_shape) != 1 or len(target_shape) != 1:
-        if "name" not in map_spec or "name" not in potential_spec:
-            raise InputError(
-                f"no default networks for image-shaped data {source_shape} -> {target_shape} "
-                "in this version: pass map=... and potential=... (nn.Module or spec dicts)"
-            )
+    image_in, image_out = len(source_shape) == 3, len(target_shape) == 3
+    if noise is not None:
+        default_noise = {"noise_dim": 1, "inject": "channels"} if image_in else {
+            "noise_dim": source_shape[0], "inject": "concat"}
+        noise = {"noise_std": 1.0, **default_noise, **noise}
+    if image_out:
+        c, h = target_shape[0], target_shape[1]
+        potential_spec = {"name": "ResNetPotential", "in_channels": c,
+                          "channels": _image_channels(h), **potential_spec}
+        if image_in:
+            extra = noise["noise_dim"] if noise is not None else 0
+            map_spec = {"name": "UNet", "in_channels": source_shape[0] + extra,
+                        "out_channels": c, "channels": [64, 128, 256][: 1 + min(2, h // 8)],
+                        **map_spec}
+        elif len(source_shape) == 1:
+            map_spec = {"name": "UpsampleGenerator", "nz": source_shape[0], "out_channels": c,
+                        "size": h, "channels": _image_channels(h, 64, 256)[::-1], **map_spec}
         return map_spec, noise, potential_spec
+    if len(source_shape) != 1 or len(target_shape) != 1:
+        raise InputError(f"no default networks for data {source_shape} -> {target_shape}: "
+                         "pass map=... and potential=... (nn.Module or spec dicts)")
     d_in, d_out = source_shape[0], target_shape[0]
     if noise is not None:
-        noise = {"noise_dim": d_in, "noise_std": 1.0, "inject": "concat", **noise}
         d_in += noise["noise_dim"]
     hidden = [512, 512, 512]
     map_spec = {"name": "MapMLP", "in_features": d_in, "out_features": d_out, "hidden": hidden,
@@ -104,14 +141,10 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     x0 = check_samples(source_s.sample(_SCALING_SAMPLES), "source")
     y0 = check_samples(target_s.sample(_SCALING_SAMPLES), "target")
     source_shape, target_shape = tuple(x0.shape[1:]), tuple(y0.shape[1:])
-    if embedding is None and source_shape != target_shape and cost is None:
-        raise InputError(
-            f"source samples have shape {source_shape} and target samples {target_shape}: the "
-            "quadratic cost compares x with T(x), so pass embedding=... (a fixed nn.Module "
-            "mapping source samples to the target's shape, e.g. a frozen nn.Linear), or a cost "
-            "c(x, y) that accepts both shapes"
-        )
     cost_obj = build_cost(cost, target_shape)
+    if embedding is None and source_shape != target_shape and not isinstance(cost_obj,
+                                                                              FromCallable):
+        embedding = build_embedding(default_embedding(source_shape, target_shape))
     map_spec, noise, potential_spec = _default_specs(
         source_shape, target_shape, map if isinstance(map, dict) else None,
         potential if isinstance(potential, dict) else None, stochastic=cost_obj.min_samples > 1)
@@ -134,7 +167,10 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         ema_decay=config.ema_decay, grad_clip=config.grad_clip,
         gradient_optimality=config.gradient_optimality,
         gradient_penalty=config.gradient_penalty)
-    full_record = {**(record or {}), "train": dataclasses.asdict(config),
+    record = dict(record or {})
+    if isinstance(source_s, ToySampler) and not record.get("source"):
+        record["source"] = {"toy": source_s.name, **source_s.params}
+    full_record = {**record, "train": dataclasses.asdict(config),
                    "cost": cost_obj.config(),
                    "map": ({"module": type(map).__name__} if isinstance(map, nn.Module)
                            else {**map_spec, "noise": noise}),

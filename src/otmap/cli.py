@@ -80,6 +80,31 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from otmap.result import load
+    from otmap.train.plots import plot_image_grid
+
+    result = load(args.run, trusted=args.trusted)
+    torch.manual_seed(args.seed)
+    samples = result.sample(args.n)
+    out = args.out
+    if out.endswith(".png"):
+        if samples.dim() != 4:
+            raise OTMapError("a PNG grid needs image samples; write vectors to .pt or .npy")
+        plot_image_grid(samples, out, title=f"{args.n} samples")
+    elif out.endswith(".npy"):
+        np.save(out, samples.numpy())
+    elif out.endswith(".pt"):
+        torch.save(samples, out)
+    else:
+        raise OTMapError(f"--out must end in .png, .pt or .npy, got {out}")
+    print(f"wrote {args.n} samples {list(samples.shape[1:])} to {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otmap", description="Neural optimal transport maps.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="sweep folder (default: runs/sweep-NAME)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("sample", help="draw samples T(x) from a trained generative map")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--out", required=True, help="FILE.png (image grid), .pt or .npy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trusted", action="store_true",
+                   help="allow checkpoints holding pickled custom modules")
+    p.set_defaults(func=_sample)
 
     p = sub.add_parser("bench", help="fit a ground-truth pair with the defaults and score it")
     p.add_argument("pair", choices=["gaussian", "brenier"])

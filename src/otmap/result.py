@@ -45,6 +45,17 @@ class TransportResult:
         self.map.to(device)
         return self
 
+    def sample(self, n: int) -> Tensor:
+        """``T(x)`` for ``n`` fresh source samples (e.g. images from noise), when the source is
+        a built-in distribution recorded in the config (``{"toy": ...}``)."""
+        from otmap.data.specs import sampler_from_spec
+
+        spec = self.config.get("source")
+        if not (isinstance(spec, dict) and "toy" in spec):
+            raise InputError("sample(n) needs a built-in source distribution (a toy spec such "
+                             "as {'toy': 'gaussian', 'dim': 192}); use transport(x) instead")
+        return self.transport(sampler_from_spec(spec, "source").sample(n))
+
     @torch.no_grad()
     def transport(self, x: Tensor, num_samples: int | None = None,
                   batch_size: int = 4096) -> Tensor:

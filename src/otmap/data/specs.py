@@ -2,7 +2,11 @@
 
 * ``{"toy": "moons", **params}``: a built-in toy distribution (:func:`otmap.data.toy`);
   ``project: unit_circle`` pushes its samples to ``x / |x|`` (the un-projection toy's source);
-* ``{"file": "samples.npy"}``: samples ``[n, *shape]`` from a ``.npy``, ``.pt`` or ``.csv`` file.
+* ``{"file": "samples.npy"}``: samples ``[n, *shape]`` from a ``.npy``, ``.pt`` or ``.csv`` file;
+* ``{"dataset": "digits", "size": 16, "classes": [3], "part": [0, 0.5]}``: images from
+  :mod:`otmap.data.images` (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10`` with ``root``,
+  ``split``; ``folder`` with ``root``, ``size``); ``classes`` keeps some labels and ``part``
+  ``[start, end]`` a seeded fraction of the shuffled set (disjoint parts for unpaired A/B/test).
 """
 
 from __future__ import annotations
@@ -37,6 +41,39 @@ def load_samples(path: str | Path) -> torch.Tensor:
     return torch.as_tensor(data)
 
 
+def load_dataset(dataset: str, classes: list[int] | None = None,
+                 part: tuple[float, float] | None = None, seed: int = 0, **kwargs) -> torch.Tensor:
+    """Images ``[n, c, h, w]`` of a named dataset, optionally filtered by class and cut to a
+    seeded fraction ``part = (start, end)`` of the shuffled set."""
+    from otmap.data import images
+
+    loaders = {"digits": images.load_digits, "mnist": images.load_mnist,
+               "fashion_mnist": lambda **kw: images.load_mnist(dataset="fashion_mnist", **kw),
+               "cifar10": images.load_cifar10}
+    if dataset == "folder":
+        data, labels = images.load_image_folder(**kwargs), None
+    elif dataset in loaders:
+        try:
+            data, labels = loaders[dataset](**kwargs)
+        except TypeError as err:
+            raise InputError(f"dataset {dataset}: {err}") from None
+    else:
+        raise InputError(f"unknown dataset {dataset!r}; choose one of "
+                         f"{sorted([*loaders, 'folder'])}")
+    if classes is not None:
+        if labels is None:
+            raise InputError(f"dataset {dataset} has no labels to filter classes by")
+        keep = torch.isin(labels, torch.as_tensor(list(classes)))
+        data, labels = images.filter_classes(data, labels, classes), labels[keep]
+    if part is not None:
+        start, end = (float(v) for v in part)
+        if not 0 <= start < end <= 1:
+            raise InputError(f"part must be [start, end] with 0 <= start < end <= 1, got {part}")
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+        data = data[order[int(start * len(data)): int(end * len(data))]]
+    return data
+
+
 class UnitSphereProjection:
     """Samples of ``base`` projected on the unit sphere: ``x / |x|`` (``[n, d]``)."""
 
@@ -64,9 +101,12 @@ def sampler_from_spec(spec: dict | str, role: str) -> Sampler:
             raise InputError(f"{role}: unknown projection {project!r}; the one known is "
                              "'unit_circle'")
         return UnitSphereProjection(sampler)
+    if "dataset" in params:
+        return TensorSampler(load_dataset(**params), name=role)
     if "file" in params:
         extra = sorted(set(params) - {"file"})
         if extra:
             raise InputError(f"{role}: file specs take no other keys, got {extra}")
         return TensorSampler(load_samples(params["file"]), name=role)
-    raise InputError(f"{role}: a data spec needs 'toy' or 'file', got keys {sorted(params)}")
+    raise InputError(f"{role}: a data spec needs 'toy', 'dataset' or 'file', got keys "
+                     f"{sorted(params)}")

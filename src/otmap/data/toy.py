@@ -450,4 +450,7 @@ def toy(name: str, **kwargs: object) -> ToySampler:
         raise InputError(
             f"toy dataset {name!r} got unknown option(s) {bad}: valid options are {valid}"
         )
-    return factory(**kwargs)
+    sampler = factory(**kwargs)
+    sampler.name = name  # the registry key: toy(sampler.name, **sampler.params) rebuilds it
+    sampler.params = dict(kwargs)
+    return sampler

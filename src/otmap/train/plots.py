@@ -24,6 +24,8 @@ from matplotlib.figure import Figure
 from otmap.errors import InputError
 
 __all__ = [
+    "image_grid",
+    "plot_image_grid",
     "plot_metric_curves",
     "plot_stochastic_2d",
     "plot_sweep_grid",
@@ -574,4 +576,36 @@ def plot_metric_curves(curves: dict[str, list[dict]], metric: str, path: str | P
     ax.set(xlabel="step", ylabel=metric, yscale="log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def image_grid(images: Any, nrow: int | None = None, pad: int = 1) -> np.ndarray:
+    """``[n, c, h, w]`` images in ``[-1, 1]`` -> one ``[H, W, 3]`` array in ``[0, 1]``."""
+    x = _as_array(images, "images")
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise InputError(f"images must be [n, 1 or 3, h, w], got {list(x.shape)}")
+    n, c, h, w = x.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    ncol = int(math.ceil(n / nrow))
+    grid = np.ones((ncol * (h + pad) + pad, nrow * (w + pad) + pad, 3))
+    x = np.clip((x + 1) / 2, 0, 1).transpose(0, 2, 3, 1)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h,
+             pad + col * (w + pad): pad + col * (w + pad) + w] = x[i] if c == 3 else x[i][..., :1]
+    return grid
+
+
+def plot_image_grid(images: Any, path: str | Path, title: str | None = None,
+                    nrow: int | None = None) -> Path:
+    """A PNG grid of ``[n, c, h, w]`` images in ``[-1, 1]``."""
+    grid = image_grid(images, nrow)
+    scale = max(1.0, 512 / max(grid.shape[:2]))
+    fig = Figure(figsize=(grid.shape[1] * scale / DPI, grid.shape[0] * scale / DPI + 0.3),
+                 layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
     return _save(fig, path)

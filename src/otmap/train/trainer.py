@@ -212,6 +212,21 @@ class Trainer:
             "lr_potential, set grad_clip (e.g. 10), or standardise the data"
         )
 
+    def _plot_images(self, x: Tensor, folder: Path, name: str) -> None:
+        """``samples.png``: T(x) for noise inputs; for image inputs, rows of inputs and
+        outputs (several samples per input for a stochastic map)."""
+        if x.dim() != 4:
+            plots.plot_image_grid(self.result.transport(x), folder / "samples.png",
+                                  title=f"{name}: T(x)")
+            return
+        x = x[:8]
+        k = 4 if self.result.map.stochastic else 1
+        ys = self.result.transport(x, num_samples=k)
+        shown = x if x.shape[1:] == ys.shape[2:] else self.solver.embedding(x).cpu()
+        rows = torch.cat([shown.unsqueeze(1), ys], dim=1)
+        plots.plot_image_grid(rows.flatten(0, 1), folder / "samples.png", nrow=k + 1,
+                              title=f"{name}: input | T(x" + (", z)" if k > 1 else ")"))
+
     def plot(self) -> None:
         """Training curves, and the transport picture for 1-D/2-D vector data."""
         assert self.run_dir is not None
@@ -219,6 +234,8 @@ class Trainer:
         name = self.record.get("name", "otmap")
         plots.plot_training_curves(self.rows, folder / "training.png", title=name)
         x, y = self.x_eval.cpu(), self.y_eval.cpu()
+        if y.dim() == 4:
+            self._plot_images(x[:64], folder, name)
         if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1] or y.shape[1] > 2:
             return
         tx = self.result.transport(x)

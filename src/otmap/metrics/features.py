@@ -1,0 +1,431 @@
+"""Feature extractors for FID-style image metrics.
+
+Every extractor is an ``nn.Module`` with a ``name`` (used in stats-cache file names), a feature
+width ``dim``, and ``forward(images [n, c, h, w] in [-1, 1]) -> features [n, dim]``; c is 1 or 3.
+
+* :class:`DigitsFeatures`: a small CNN trained by otmap on scikit-learn's bundled 8x8 digits
+  (seeded, < 30 s on CPU, weights cached); features are its 64-d penultimate layer and
+  :meth:`DigitsFeatures.classify` gives the 10 class logits.
+* :class:`InceptionFeatures`: the FID Inception-v3 (2048-d pool3 features) with pytorch-fid's
+  weights file, which the user downloads; otmap never downloads anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from otmap.checkpoint import atomic_save
+from otmap.errors import CheckpointError, InputError
+
+__all__ = [
+    "DigitsFeatures",
+    "FIDInceptionV3",
+    "FeatureExtractor",
+    "INCEPTION_WEIGHTS_NAME",
+    "InceptionFeatures",
+    "build_extractor",
+    "default_cache_dir",
+]
+
+INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+_INCEPTION_RELEASES = "https://github.com/mseitzer/pytorch-fid/releases/tag/fid_weights"
+_DIGITS_FORMAT = "otmap-digits-cnn"
+
+
+def default_cache_dir() -> Path:
+    """``$OTMAP_CACHE`` if set, else ``~/.cache/otmap``."""
+    env = os.environ.get("OTMAP_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "otmap"
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    """Device of the first parameter or buffer of ``module`` (CPU when it has none)."""
+    for t in [*module.parameters(), *module.buffers()]:
+        return t.device
+    return torch.device("cpu")
+
+
+class FeatureExtractor(nn.Module):
+    """Base class: ``forward(images [n, c, h, w] in [-1, 1]) -> [n, dim]``, c in {1, 3}."""
+
+    name: str
+    dim: int
+
+    @property
+    def device(self) -> torch.device:
+        return _module_device(self)
+
+    def _check(self, x: Tensor) -> Tensor:
+        """Validate an image batch and return it as float32 on this extractor's device."""
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] not in (1, 3):
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise InputError(
+                f"{self.name} features need images of shape [n, c, h, w] with c = 1 or 3, got "
+                f"{shape}; reshape flat samples to images first."
+            )
+        return x.to(self.device, torch.float32)
+
+
+def _digits_dataset(size: int) -> tuple[Tensor, Tensor]:
+    """scikit-learn's 1797 digits as [n, 1, size, size] in [-1, 1] (bilinear) and labels [n]."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.as_tensor(data.images, dtype=torch.float32)[:, None] / 8.0 - 1.0
+    if size != 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x, torch.as_tensor(data.target, dtype=torch.long)
+
+
+class DigitsFeatures(FeatureExtractor):
+    """CNN digit classifier; features = 64-d penultimate layer (before its ReLU).
+
+    Inputs are averaged to one channel and bilinearly resized to ``size`` (the training size).
+    ``accuracy`` is the held-out accuracy measured after training (None when untrained).
+    """
+
+    dim = 64
+    #: fraction of the 1797 digits held out from training to measure ``accuracy``
+    HELD_OUT = 0.2
+
+    def __init__(self, size: int = 16) -> None:
+        super().__init__()
+        if size not in (8, 16, 32):
+            raise InputError(f"DigitsFeatures size must be 8, 16 or 32, got {size!r}.")
+        self.size = size
+        self.name = f"digits{size}"
+        self.accuracy: float | None = None
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(1024, self.dim),
+        )
+        self.head = nn.Linear(self.dim, 10)
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        x = self._check(x)
+        if x.shape[1] == 3:
+            x = x.mean(dim=1, keepdim=True)
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(
+                x,
+                size=(self.size, self.size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=x.shape[-1] > self.size,
+            )
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[n, c, h, w] in [-1, 1] -> penultimate features [n, 64]."""
+        return self.body(self._prepare(x))
+
+    def classify(self, x: Tensor) -> Tensor:
+        """[n, c, h, w] in [-1, 1] -> class logits [n, 10] (digits 0..9)."""
+        return self.head(F.relu(self.forward(x)))
+
+    @classmethod
+    def train_new(cls, size: int = 16, seed: int = 0, epochs: int = 15) -> DigitsFeatures:
+        """Train on a seeded 80% split of the digits (Adam, cosine schedule, batch 64) and set
+        ``accuracy`` on the held-out 20%; a few seconds on one CPU core.
+
+        Runs inside ``torch.random.fork_rng`` (the caller's global RNG state is unchanged) and
+        on one thread (restored after): this small network only slows down with more.
+        """
+        x, y = _digits_dataset(size)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                gen = torch.Generator().manual_seed(seed)
+                perm = torch.randperm(len(x), generator=gen)
+                n_test = round(cls.HELD_OUT * len(x))
+                test, train = perm[:n_test], perm[n_test:]
+                model = cls(size)
+                opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+                for _ in range(epochs):
+                    for idx in train[torch.randperm(len(train), generator=gen)].split(64):
+                        loss = F.cross_entropy(model.classify(x[idx]), y[idx])
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                    sched.step()
+            model.eval()
+            with torch.no_grad():
+                pred = model.classify(x[test]).argmax(dim=1)
+        finally:
+            torch.set_num_threads(threads)
+        model.accuracy = float((pred == y[test]).float().mean())
+        return model
+
+    @classmethod
+    def load_or_train(
+        cls, cache_dir: str | Path | None = None, size: int = 16, seed: int = 0
+    ) -> DigitsFeatures:
+        """Load ``<cache_dir>/digits-cnn-s<size>-seed<seed>.pt``, training and saving it first
+        when missing. ``cache_dir`` defaults to :func:`default_cache_dir`."""
+        path = Path(cache_dir or default_cache_dir()) / f"digits-cnn-s{size}-seed{seed}.pt"
+        if not path.exists():
+            model = cls.train_new(size=size, seed=seed)
+            record = {
+                "format": _DIGITS_FORMAT,
+                "size": size,
+                "seed": seed,
+                "accuracy": model.accuracy,
+                "state_dict": model.state_dict(),
+            }
+            atomic_save(record, path)
+            return model
+        try:
+            record = torch.load(path, map_location="cpu", weights_only=True)
+            if record.get("format") != _DIGITS_FORMAT or record.get("size") != size:
+                raise ValueError(f"not an otmap digits classifier of size {size}")
+            model = cls(size)
+            model.load_state_dict(record["state_dict"])
+        except Exception as err:
+            raise CheckpointError(
+                f"cannot load the cached digits classifier {path}: {err}; delete the file to "
+                "retrain it."
+            ) from err
+        model.accuracy = float(record["accuracy"])
+        return model.eval()
+
+
+class _Conv(nn.Module):
+    """Conv2d without bias -> BatchNorm2d(eps=1e-3) -> ReLU (pytorch-fid / torchvision names)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int], **kw: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, bias=False, **kw)
+        self.bn = nn.BatchNorm2d(cout, eps=0.001)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+def _tf_avg_pool(x: Tensor) -> Tensor:
+    """3x3 stride-1 average pool that, like TensorFlow, excludes the zero padding."""
+    return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+
+class _BlockA(nn.Module):
+    """Mixed_5b..5d: 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1 -> 224 + pool channels."""
+
+    def __init__(self, cin: int, pool: int) -> None:
+        super().__init__()
+        self.branch1x1 = _Conv(cin, 64, 1)
+        self.branch5x5_1, self.branch5x5_2 = _Conv(cin, 48, 1), _Conv(48, 64, 5, padding=2)
+        self.branch3x3dbl_1 = _Conv(cin, 64, 1)
+        self.branch3x3dbl_2 = _Conv(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = _Conv(96, 96, 3, padding=1)
+        self.branch_pool = _Conv(cin, pool, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_tf_avg_pool(x)),
+            ],
+            1,
+        )
+
+
+class _BlockB(nn.Module):
+    """Mixed_6a (stride 2): 3x3 | 1x1-3x3-3x3 | maxpool -> 480 + cin channels."""
+
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.branch3x3 = _Conv(cin, 384, 3, stride=2)
+        self.branch3x3dbl_1 = _Conv(cin, 64, 1)
+        self.branch3x3dbl_2 = _Conv(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = _Conv(96, 96, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, 3, stride=2),
+            ],
+            1,
+        )
+
+
+class _BlockC(nn.Module):
+    """Mixed_6b..6e: factorised 7x7 branches (c7 channels inside) -> 768 channels."""
+
+    def __init__(self, cin: int, c7: int) -> None:
+        super().__init__()
+        row, col = {"kernel": (1, 7), "padding": (0, 3)}, {"kernel": (7, 1), "padding": (3, 0)}
+        self.branch1x1 = _Conv(cin, 192, 1)
+        self.branch7x7_1 = _Conv(cin, c7, 1)
+        self.branch7x7_2 = _Conv(c7, c7, **row)
+        self.branch7x7_3 = _Conv(c7, 192, **col)
+        self.branch7x7dbl_1 = _Conv(cin, c7, 1)
+        self.branch7x7dbl_2 = _Conv(c7, c7, **col)
+        self.branch7x7dbl_3 = _Conv(c7, c7, **row)
+        self.branch7x7dbl_4 = _Conv(c7, c7, **col)
+        self.branch7x7dbl_5 = _Conv(c7, 192, **row)
+        self.branch_pool = _Conv(cin, 192, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        d7 = self.branch7x7dbl_1(x)
+        for i in range(2, 6):
+            d7 = getattr(self, f"branch7x7dbl_{i}")(d7)
+        return torch.cat([self.branch1x1(x), b7, d7, self.branch_pool(_tf_avg_pool(x))], 1)
+
+
+class _BlockD(nn.Module):
+    """Mixed_7a (stride 2): 1x1-3x3 | 1x1-1x7-7x1-3x3 | maxpool -> 512 + cin channels."""
+
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.branch3x3_1, self.branch3x3_2 = _Conv(cin, 192, 1), _Conv(192, 320, 3, stride=2)
+        self.branch7x7x3_1 = _Conv(cin, 192, 1)
+        self.branch7x7x3_2 = _Conv(192, 192, (1, 7), padding=(0, 3))
+        self.branch7x7x3_3 = _Conv(192, 192, (7, 1), padding=(3, 0))
+        self.branch7x7x3_4 = _Conv(192, 192, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b7 = self.branch7x7x3_1(x)
+        for i in range(2, 5):
+            b7 = getattr(self, f"branch7x7x3_{i}")(b7)
+        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), b7, F.max_pool2d(x, 3, 2)], 1)
+
+
+class _BlockE(nn.Module):
+    """Mixed_7b/7c: expanded 1x3 + 3x1 branches -> 2048 channels. The FID network pools with
+    TF-style average pooling in Mixed_7b and with 3x3 max pooling in Mixed_7c."""
+
+    def __init__(self, cin: int, max_pool: bool) -> None:
+        super().__init__()
+        self.max_pool = max_pool
+        self.branch1x1 = _Conv(cin, 320, 1)
+        self.branch3x3_1 = _Conv(cin, 384, 1)
+        self.branch3x3_2a = _Conv(384, 384, (1, 3), padding=(0, 1))
+        self.branch3x3_2b = _Conv(384, 384, (3, 1), padding=(1, 0))
+        self.branch3x3dbl_1 = _Conv(cin, 448, 1)
+        self.branch3x3dbl_2 = _Conv(448, 384, 3, padding=1)
+        self.branch3x3dbl_3a = _Conv(384, 384, (1, 3), padding=(0, 1))
+        self.branch3x3dbl_3b = _Conv(384, 384, (3, 1), padding=(1, 0))
+        self.branch_pool = _Conv(cin, 192, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b3 = self.branch3x3_1(x)
+        d3 = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _tf_avg_pool(x)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(b3),
+                self.branch3x3_2b(b3),
+                self.branch3x3dbl_3a(d3),
+                self.branch3x3dbl_3b(d3),
+                self.branch_pool(pooled),
+            ],
+            1,
+        )
+
+
+class FIDInceptionV3(nn.Module):
+    """The FID Inception-v3 (TensorFlow 2015-12-05 graph as ported by pytorch-fid).
+
+    Parameter names and shapes match pytorch-fid's weights file (torchvision's ``Inception3``
+    with 1008 classes, no aux head). ``forward`` maps [n, 3, H, W] in [-1, 1] (H, W >= 75;
+    299 for FID) to the 2048-d pool3 features [n, 2048]; ``fc`` is kept only to load the file.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.Conv2d_1a_3x3 = _Conv(3, 32, 3, stride=2)
+        self.Conv2d_2a_3x3 = _Conv(32, 32, 3)
+        self.Conv2d_2b_3x3 = _Conv(32, 64, 3, padding=1)
+        self.Conv2d_3b_1x1 = _Conv(64, 80, 1)
+        self.Conv2d_4a_3x3 = _Conv(80, 192, 3)
+        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = (
+            _BlockA(192, 32),
+            _BlockA(256, 64),
+            _BlockA(288, 64),
+        )
+        self.Mixed_6a = _BlockB(288)
+        self.Mixed_6b, self.Mixed_6c = _BlockC(768, 128), _BlockC(768, 160)
+        self.Mixed_6d, self.Mixed_6e = _BlockC(768, 160), _BlockC(768, 192)
+        self.Mixed_7a = _BlockD(768)
+        self.Mixed_7b, self.Mixed_7c = _BlockE(1280, max_pool=False), _BlockE(2048, max_pool=True)
+        self.fc = nn.Linear(2048, 1008)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(F.max_pool2d(x, 3, stride=2)))
+        x = F.max_pool2d(x, 3, stride=2)
+        for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
+            x = getattr(self, f"Mixed_{name}")(x)
+        return x.mean(dim=(2, 3))
+
+
+class InceptionFeatures(FeatureExtractor):
+    """FID Inception-v3 pool3 features [n, 2048] from pytorch-fid's released weights file.
+
+    ``weights_path`` is the ``pt_inception-2015-12-05-6726825d.pth`` file or a folder holding
+    it (default: :func:`default_cache_dir`). Inputs are repeated to 3 channels when grey and
+    bilinearly resized to 299 x 299, staying in [-1, 1] as the network expects.
+    """
+
+    name = "inception"
+    dim = 2048
+
+    def __init__(self, weights_path: str | Path | None = None) -> None:
+        super().__init__()
+        path = Path(weights_path or default_cache_dir()).expanduser()
+        if path.is_dir() or weights_path is None:
+            path = path / INCEPTION_WEIGHTS_NAME
+        if not path.is_file():
+            raise InputError(
+                f"FID Inception weights not found at {path}. InceptionFeatures needs "
+                f"{INCEPTION_WEIGHTS_NAME}, pytorch-fid's released weights file; download it "
+                f"manually from {_INCEPTION_RELEASES} and pass its path (otmap never downloads "
+                "weights)."
+            )
+        self.net = FIDInceptionV3()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state, strict=True)
+        except Exception as err:
+            raise InputError(
+                f"{path} is not pytorch-fid's {INCEPTION_WEIGHTS_NAME}: {err}"
+            ) from err
+        self.net.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[n, c, h, w] in [-1, 1] -> pool3 features [n, 2048]."""
+        x = self._check(x)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.net(x)
+
+
+def build_extractor(name: str, **kwargs: object) -> FeatureExtractor:
+    """``"digits"`` -> :meth:`DigitsFeatures.load_or_train` (kwargs: cache_dir, size, seed);
+    ``"inception"`` -> :class:`InceptionFeatures` (kwargs: weights_path)."""
+    builders = {"digits": DigitsFeatures.load_or_train, "inception": InceptionFeatures}
+    if name not in builders:
+        raise InputError(f"unknown feature extractor {name!r}; choose one of {sorted(builders)}.")
+    return builders[name](**kwargs)
