@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otmap.errors import InputError
+from otmap.registry import build_from_spec
 
 
 class Reshape(nn.Module):
@@ -84,13 +85,4 @@ EMBEDDINGS: dict[str, type[nn.Module]] = {
 
 def build_embedding(spec: dict) -> nn.Module:
     """An embedding from ``{"name": ..., **kwargs}``; the spec is kept for checkpoints."""
-    kwargs = dict(spec)
-    name = kwargs.pop("name", None)
-    if name not in EMBEDDINGS:
-        raise InputError(f"unknown embedding {name!r}; choose one of {sorted(EMBEDDINGS)}")
-    try:
-        module = EMBEDDINGS[name](**kwargs)
-    except TypeError as err:
-        raise InputError(f"bad arguments for embedding {name}: {err}") from None
-    module.otmap_spec = dict(spec)
-    return module
+    return build_from_spec(EMBEDDINGS, spec, "embedding")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from otmap.errors import InputError
 from otmap.nets.conv import ResNetPotential, UNet, UpsampleGenerator
 from otmap.nets.mlp import MapMLP, PotentialMLP
+from otmap.registry import build_from_spec
 
 NETS: dict[str, type[nn.Module]] = {
     "MapMLP": MapMLP, "PotentialMLP": PotentialMLP, "ResNetPotential": ResNetPotential,
@@ -16,16 +16,7 @@ NETS: dict[str, type[nn.Module]] = {
 
 def build_net(spec: dict) -> nn.Module:
     """Build a network from ``{"name": ..., **kwargs}`` (a checkpoint stores these specs)."""
-    kwargs = dict(spec)
-    name = kwargs.pop("name", None)
-    if name not in NETS:
-        raise InputError(f"unknown network {name!r}; choose one of {sorted(NETS)}")
-    try:
-        net = NETS[name](**kwargs)
-    except TypeError as err:
-        raise InputError(f"bad arguments for network {name}: {err}") from None
-    net.otmap_spec = dict(spec)
-    return net
+    return build_from_spec(NETS, spec, "network")
 
 
 __all__ = ["NETS", "MapMLP", "PotentialMLP", "ResNetPotential", "UNet", "UpsampleGenerator",
