@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from otmap.apply import add_parser as add_apply_parser
 from otmap.errors import OTMapError
 
 
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trusted", action="store_true")
     p.set_defaults(func=_eval)
+
+    add_apply_parser(sub)
 
     p = sub.add_parser("bench", help="fit a ground-truth pair with the defaults and score it")
     p.add_argument("pair", choices=["gaussian", "brenier"])

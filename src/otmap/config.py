@@ -60,13 +60,16 @@ class TrainConfig:
 @dataclass
 class RunConfig:
     """A whole experiment. ``source``/``target`` are data specs (``{"toy": name, ...}``,
-    ``{"file": path}``), or both come from ``benchmark`` (``{"name": "gaussian", "dim": 16}``)."""
+    ``{"file": path}``, ``{"dataset": ...}``), or both come from ``benchmark``
+    (``{"name": "gaussian", "dim": 16}``). ``test`` is an image data spec with ground truth for
+    restoration and translation runs (see :mod:`otmap.restoration`)."""
 
     name: str = "run"
     description: str = ""
     source: dict | None = None
     target: dict | None = None
     benchmark: dict | None = None
+    test: dict | None = None
     cost: Any = None
     map: dict | None = None
     potential: dict | None = None

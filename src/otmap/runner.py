@@ -13,6 +13,7 @@ from otmap.benchmarks.registry import benchmark_pair
 from otmap.config import RunConfig
 from otmap.data.specs import sampler_from_spec
 from otmap.errors import InputError
+from otmap.restoration import TestSet
 from otmap.result import TransportResult
 
 
@@ -47,6 +48,9 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
             raise InputError("a run needs source and target data specs, or a benchmark")
         source = sampler_from_spec(config.source, "source")
         target = sampler_from_spec(config.target, "target")
+    test = TestSet(config.test, config.source) if config.test is not None else None
+    if test is not None:
+        evaluator = test.evaluate
     train = dataclasses.asdict(config.train)
     start = time.perf_counter()
     result = fit(source, target, cost=config.cost, map=config.map, potential=config.potential,
@@ -58,6 +62,11 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
                "seconds": round(time.perf_counter() - start, 2)}
     if pair is not None:
         summary.update(pair.score(result.transport, n=4096))
+    if test is not None:
+        n = config.train.eval_samples
+        summary.update(test.evaluate(result, source.sample(n), target.sample(n)))
+        if run_dir is not None:
+            test.plot(result, Path(run_dir) / "plots" / "test.png", config.name)
     if run_dir is not None:
         summary["run_dir"] = str(run_dir)
     return result, summary

@@ -6,11 +6,14 @@
 * ``{"dataset": "digits", "size": 16, "classes": [3], "part": [0, 0.5]}``: images from
   :mod:`otmap.data.images` (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10`` with ``root``,
   ``split``; ``folder`` with ``root``, ``size``); ``classes`` keeps some labels and ``part``
-  ``[start, end]`` a seeded fraction of the shuffled set (disjoint parts for unpaired A/B/test).
+  ``[start, end]`` a seeded fraction of the shuffled set (disjoint parts for unpaired A/B/test);
+* any spec may add ``degrade: {name: GaussianNoise, sigma: 0.3}`` (see
+  :mod:`otmap.data.degradations`): each batch is degraded on the fly, with fresh noise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +77,16 @@ def load_dataset(dataset: str, classes: list[int] | None = None,
     return data
 
 
+class DegradedSampler:
+    """Batches of ``base`` passed through ``degradation`` (fresh randomness per batch)."""
+
+    def __init__(self, base: Sampler, degradation: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.base, self.degradation = base, degradation
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.degradation(self.base.sample(n))
+
+
 class UnitSphereProjection:
     """Samples of ``base`` projected on the unit sphere: ``x / |x|`` (``[n, d]``)."""
 
@@ -92,6 +105,11 @@ def sampler_from_spec(spec: dict | str, role: str) -> Sampler:
     if not isinstance(spec, dict):
         raise InputError(f"{role}: a data spec is a mapping like {{toy: moons}}, got {spec!r}")
     params = dict(spec)
+    if "degrade" in params:
+        from otmap.data.degradations import build_degradation
+
+        degradation = build_degradation(params.pop("degrade"))
+        return DegradedSampler(sampler_from_spec(params, role), degradation)
     if "toy" in params:
         project = params.pop("project", None)
         sampler = toy(params.pop("toy"), **params)

@@ -111,7 +111,7 @@ class UNet(nn.Module):
     conv starts at zero); ``tanh`` bounds the output to ``[-1, 1]``."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3,
-                 channels: Sequence[int] = (48, 96, 192), norm: str = "batch",
+                 channels: Sequence[int] = (48, 96, 192), norm: str = "group",
                  residual: bool = True, tanh: bool = False) -> None:
         super().__init__()
         self.stem = nn.Conv2d(in_channels, channels[0], 3, padding=1)
