@@ -73,9 +73,9 @@ def _sweep(args: argparse.Namespace) -> int:
     out = args.out or f"runs/sweep-{config.name}"
     summary = gamma_sweep(config, gammas, args.costs.split(","), out, progress=not args.quiet)
     for row in summary:
-        print(f"{row['series']:<14} gamma {row['gamma']:<5g} fidelity {row['fidelity']:8.3f}  "
-              f"diversity {row['diversity']:.3f}  transport cost {row['transport_cost']:.3f}",
-              file=sys.stderr)
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in row.items()
+                          if k not in ("series", "gamma", "run_dir") and v is not None)
+        print(f"{row['series']:<14} gamma {row['gamma']:<5g} {shown}", file=sys.stderr)
     print(f"figures: {out}/grid.png, {out}/tradeoff.png, {out}/fidelity.png", file=sys.stderr)
     print(json.dumps(summary))
     return 0

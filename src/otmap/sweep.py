@@ -22,6 +22,9 @@ from otmap.runner import run
 from otmap.train import plots
 
 _KERNEL_KEYS = ("kernel", "alpha", "sigma")
+#: metrics of each run's last evaluation kept in summary.json (PSNR/SSIM for restoration)
+_SUMMARY_KEYS = ("fidelity", "energy", "diversity", "transport_cost", "oscillating", "psnr",
+                 "ssim", "psnr_posterior_mean", "psnr_input", "target_class_share")
 
 
 def _final_eval(run_dir: Path) -> tuple[list[dict], dict]:
@@ -51,8 +54,7 @@ def gamma_sweep(config: RunConfig, gammas: list[float], costs: list[str], out: s
             result, _ = run(run_config, out / label, progress=progress)
             rows, last = _final_eval(out / label)
             summary.append({"series": name, "gamma": gamma, "run_dir": str(out / label),
-                            **{k: last.get(k) for k in ("fidelity", "energy", "diversity",
-                                                        "transport_cost", "oscillating")}})
+                            **{k: last[k] for k in _SUMMARY_KEYS if k in last}})
             if x.shape[1] == 2:
                 cells[(name, f"\u03b3={gamma:g}")] = (x, result.transport(x, num_samples=8), y)
             curves[label] = rows

@@ -136,6 +136,7 @@ class DigitsFeatures(FeatureExtractor):
         return self.head(F.relu(self.forward(x)))
 
     @classmethod
+    @torch.enable_grad()  # also when called from evaluation code running under no_grad
     def train_new(cls, size: int = 16, seed: int = 0, epochs: int = 15) -> DigitsFeatures:
         """Train on a seeded 80% split of the digits (Adam, cosine schedule, batch 64) and set
         ``accuracy`` on the held-out 20%; a few seconds on one CPU core.

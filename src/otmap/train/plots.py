@@ -601,8 +601,8 @@ def plot_image_grid(images: Any, path: str | Path, title: str | None = None,
     """A PNG grid of ``[n, c, h, w]`` images in ``[-1, 1]``."""
     grid = image_grid(images, nrow)
     scale = max(1.0, 512 / max(grid.shape[:2]))
-    fig = Figure(figsize=(grid.shape[1] * scale / DPI, grid.shape[0] * scale / DPI + 0.3),
-                 layout="constrained")
+    width = max(grid.shape[1] * scale / DPI, 4.0)  # room for the title
+    fig = Figure(figsize=(width, grid.shape[0] * scale / DPI + 0.3), layout="constrained")
     ax = fig.subplots()
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
