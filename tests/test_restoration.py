@@ -10,7 +10,7 @@ import torch
 from otmap.cli import main
 from otmap.data.specs import load_dataset, sampler_from_spec
 from otmap.recipes import load_run_config
-from otmap.restoration import TestSet
+from otmap.restoration import HeldOutSet
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -46,7 +46,7 @@ def test_degraded_source_draws_fresh_noise_per_batch():
 
 def test_test_set_inputs_are_fixed_and_degraded_like_the_source():
     config = load_run_config("digits-inpaint")
-    a, b = TestSet(config.test, config.source), TestSet(config.test, config.source)
+    a, b = HeldOutSet(config.test, config.source), HeldOutSet(config.test, config.source)
     assert torch.equal(a.inputs, b.inputs)
     assert (a.inputs[..., 8:] == 0).all() and torch.equal(a.inputs[..., :8], a.clean[..., :8])
 

@@ -3,7 +3,8 @@
 A run's ``test`` spec names images the map never saw (a disjoint part of the dataset). For
 restoration they are the ground truth: the inputs are the same images degraded like the source
 (fixed seed). For translation (no degradation) they are inputs of the source class, and
-``target_class`` asks a held-out classifier where the outputs land.
+``target_class`` asks a held-out classifier where the outputs land. For digit restoration,
+``fid`` compares the outputs with the clean test images using otmap's digits features.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from otmap.train import plots
 TEST_SEED = 1234
 
 
-class TestSet:
+class HeldOutSet:
     """Clean test images ``[n, c, h, w]``, their degraded inputs, and the evaluation."""
 
     def __init__(self, test: dict, source: dict | None) -> None:
@@ -34,6 +35,7 @@ class TestSet:
             raise InputError("test must be an image dataset spec, e.g. {dataset: digits, size: "
                              "16, part: [0.9, 1.0]}")
         self.clean = load_dataset(**spec)
+        self.digits = spec["dataset"] == "digits"
         self.inputs = self.clean
         self.degraded = degrade is not None
         if degrade is not None:
@@ -68,6 +70,10 @@ class TestSet:
             if result.map.stochastic:
                 mean = result.transport(self.inputs, num_samples=8).mean(1)
                 metrics["psnr_posterior_mean"] = psnr(mean.clamp(-1, 1), self.clean)
+        if self.digits and self.degraded:  # FID (digits features) to the clean test images
+            from otmap.metrics.fid import fid
+
+            metrics["fid"] = fid(out.clamp(-1, 1), self.clean, self.classifier())
         if self.target_class is not None:
             classifier = self.classifier()
             predicted = classifier.classify(out.clamp(-1, 1)).argmax(1)

@@ -13,7 +13,7 @@ from otmap.benchmarks.registry import benchmark_pair
 from otmap.config import RunConfig
 from otmap.data.specs import sampler_from_spec
 from otmap.errors import InputError
-from otmap.restoration import TestSet
+from otmap.restoration import HeldOutSet
 from otmap.result import TransportResult
 
 
@@ -48,7 +48,7 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
             raise InputError("a run needs source and target data specs, or a benchmark")
         source = sampler_from_spec(config.source, "source")
         target = sampler_from_spec(config.target, "target")
-    test = TestSet(config.test, config.source) if config.test is not None else None
+    test = HeldOutSet(config.test, config.source) if config.test is not None else None
     if test is not None:
         evaluator = test.evaluate
     train = dataclasses.asdict(config.train)
