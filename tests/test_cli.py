@@ -58,6 +58,16 @@ def test_train_resume_continues_to_the_same_map(tmp_path, capsys):
     assert torch.equal(load(full).transport(x), load(part).transport(x))
 
 
+def test_resume_without_recipe_uses_the_run_config(tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    common = [*FAST, "train.lr_schedule=constant", "--quiet"]
+    assert main(["train", "otm-toy-moons", *common, "--out", str(full)]) == 0
+    assert main(["train", "otm-toy-moons", *common, "train.steps=10", "--out", str(part)]) == 0
+    assert main(["train", "train.steps=20", "--out", str(part), "--resume", "--quiet"]) == 0
+    x = torch.randn(50, 2)
+    assert torch.equal(load(full).transport(x), load(part).transport(x))
+
+
 def test_bench_json_last_line(capsys):
     assert main(["bench", "gaussian", "--dim", "2", "--steps", "30", "--json", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

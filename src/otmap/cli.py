@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from otmap.apply import add_parser as add_apply_parser
 from otmap.errors import OTMapError
@@ -15,11 +16,14 @@ def _train(args: argparse.Namespace) -> int:
     from otmap.recipes import DEFAULT_RECIPE, load_run_config
     from otmap.runner import free_run_dir, run
 
-    config = load_run_config(args.recipe, args.overrides)
     if args.resume and args.out is None:
         raise OTMapError("--resume needs --out RUN_DIR, the folder of the run to continue")
+    if args.resume and args.recipe is None:  # continue with the run's own resolved config
+        config = load_run_config(str(Path(args.out) / "config.yaml"), args.overrides)
+    else:
+        config = load_run_config(args.recipe, args.overrides)
     run_dir = args.out if args.out is not None else free_run_dir(args.runs, config.name)
-    if args.recipe is None:
+    if args.recipe is None and not args.resume:
         print(f"no recipe given: running the default recipe {DEFAULT_RECIPE!r}", file=sys.stderr)
     _, summary = run(config, run_dir, resume=args.resume, progress=not args.quiet)
     print(f"run folder: {run_dir} (plots in {run_dir}/plots)", file=sys.stderr)

@@ -57,7 +57,7 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
                  run_dir=run_dir, resume=resume, progress=progress, evaluator=evaluator,
                  record={"name": config.name, "description": config.description,
                          "source": config.source, "target": config.target,
-                         "benchmark": config.benchmark}, **train)
+                         "benchmark": config.benchmark, "test": config.test}, **train)
     summary = {"name": config.name, "steps": config.train.steps,
                "seconds": round(time.perf_counter() - start, 2)}
     if pair is not None:
