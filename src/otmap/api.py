@@ -12,7 +12,7 @@ from torch import nn
 
 from otmap.config import TrainConfig, _check_keys
 from otmap.costs import Cost, FromCallable, build_cost
-from otmap.data import Sampler, ToySampler, as_sampler, check_samples
+from otmap.data import ToySampler, as_sampler, check_samples
 from otmap.embeddings import build_embedding
 from otmap.errors import InputError
 from otmap.maps import DeterministicMap, StochasticMap, TransportMap
@@ -184,4 +184,4 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     return trainer.run()
 
 
-__all__ = ["fit", "Sampler"]
+__all__ = ["fit", "default_embedding"]
