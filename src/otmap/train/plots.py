@@ -250,11 +250,24 @@ def _plot_metric(ax: Axes, key: str, xs: np.ndarray, ys: np.ndarray) -> None:
     ax.grid(alpha=0.3, linewidth=0.6)
 
 
+#: metrics shown first (held-out quality, then the players' objectives); wall time comes last
+_FIRST = ("l2_uvp", "cos", "psnr", "ssim", "fid", "target_class_share", "fidelity", "energy",
+          "diversity", "transport_cost", "cost", "loss_map", "loss_potential", "gamma")
+_LAST = ("time",)
+
+
+def _panel_rank(key: str) -> tuple[int, int]:
+    if key in _FIRST:
+        return (0, _FIRST.index(key))
+    return (2, 0) if key in _LAST else (1, 0)
+
+
 def plot_training_curves(rows: list[dict], path: str | Path, title: str | None = None) -> Path:
     """Grid of per-metric curves from parsed ``metrics.jsonl`` rows; returns the PNG path.
 
     Non-numeric, missing, None and non-finite values are skipped; at most nine metrics are
-    drawn (the rest are named in a footnote). Empty input gives a "no metrics yet" figure.
+    drawn, held-out metrics first and wall time last (the rest are named in a footnote).
+    Empty input gives a "no metrics yet" figure.
     """
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError("rows must be a list of dicts (parsed metrics.jsonl lines)")
@@ -268,8 +281,8 @@ def plot_training_curves(rows: list[dict], path: str | Path, title: str | None =
             fig.suptitle(title, fontsize=13)
         return _save(fig, path)
 
-    keys = list(series)[:MAX_PANELS]
-    hidden = list(series)[MAX_PANELS:]
+    ordered = sorted(series, key=_panel_rank)
+    keys, hidden = ordered[:MAX_PANELS], ordered[MAX_PANELS:]
     ncols = min(3, len(keys))
     nrows = math.ceil(len(keys) / ncols)
     fig = Figure(figsize=(4.6 * ncols, 3.1 * nrows + 0.4), layout="constrained")
