@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from otmap.data.images import IMAGE_EXTENSIONS
+from otmap.data.images import IMAGE_EXTENSIONS, read_image
 from otmap.errors import InputError, OTMapError
 
 __all__ = ["apply_folder", "add_parser", "run", "ON_ERROR"]
@@ -94,20 +94,6 @@ def _output_names(rel: Path, samples: int | None) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------
 # reading and writing
-
-
-def _read_image(path: Path, mode: str, height: int, width: int) -> np.ndarray:
-    """One file -> uint8 ``[h, w]`` (``L``) or ``[h, w, 3]`` (``RGB``), bicubic-resized."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("P", "PA"):  # palette (maybe with transparency): expand first
-            img = img.convert("RGBA")
-        img = img.convert(mode)
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.Resampling.BICUBIC)
-    return np.array(img, dtype=np.uint8)
 
 
 def to_uint8(y: Tensor) -> np.ndarray:
@@ -260,7 +246,7 @@ def apply_folder(result: Any, input_dir: str | os.PathLike, output_dir: str | os
         for path, outs in plan:
             bar.update(1)
             try:
-                pixels = _read_image(path, mode, h, w)
+                pixels = read_image(path, mode, h, w)
             except Exception as exc:  # Pillow raises many types for corrupt data
                 reason = f"{type(exc).__name__}: {exc}"
                 if on_error == "fail":

@@ -442,8 +442,10 @@ def _center_crop_box(width: int, height: int, crop: int) -> tuple[int, int, int,
     return left, top, left + crop, top + crop
 
 
-def _read_image(path: Path, mode: str, size: int, center_crop: int | None) -> np.ndarray:
-    """One file -> uint8 ``[size, size]`` (mode "L") or ``[size, size, 3]`` (mode "RGB")."""
+def read_image(path: Path, mode: str, height: int, width: int,
+               center_crop: int | None = None) -> np.ndarray:
+    """One file -> uint8 ``[h, w]`` (mode "L") or ``[h, w, 3]`` (mode "RGB"): optional centre
+    crop, then a bicubic resize to ``height x width``."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -452,14 +454,12 @@ def _read_image(path: Path, mode: str, size: int, center_crop: int | None) -> np
             img = img.convert("RGBA")
         img = img.convert(mode)
     if center_crop is not None:
-        width, height = img.size
-        if width < center_crop or height < center_crop:
-            raise ValueError(
-                f"image is {width}x{height}, smaller than center_crop={center_crop}"
-            )
-        img = img.crop(_center_crop_box(width, height, center_crop))
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
+        w, h = img.size
+        if w < center_crop or h < center_crop:
+            raise ValueError(f"image is {w}x{h}, smaller than center_crop={center_crop}")
+        img = img.crop(_center_crop_box(w, h, center_crop))
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.Resampling.BICUBIC)
     return np.array(img, dtype=np.uint8)  # a writable copy
 
 
@@ -525,7 +525,7 @@ def load_image_folder(
     n = 0
     for path in files:
         try:
-            pixels = _read_image(path, mode, size, center_crop)
+            pixels = read_image(path, mode, size, size, center_crop)
         except Exception as exc:  # Pillow raises many types for corrupt data
             reason = f"{str(path)} ({type(exc).__name__}: {exc})"
             if on_error == "raise":
