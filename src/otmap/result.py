@@ -29,7 +29,7 @@ class TransportResult:
                  source_shape: tuple[int, ...], target_shape: tuple[int, ...],
                  embedding: nn.Module | None = None, config: dict | None = None,
                  training: dict | None = None, run_dir: str | Path | None = None) -> None:
-        self.map = transport_map.eval()
+        self.map = transport_map
         self.cost = cost
         self.embedding = embedding
         self.source_shape, self.target_shape = tuple(source_shape), tuple(target_shape)
@@ -72,11 +72,13 @@ class TransportResult:
         k = 1 if num_samples is None else int(num_samples)
         if k < 1:
             raise InputError(f"num_samples must be >= 1, got {num_samples}")
-        out = []
-        for chunk in x.split(batch_size):
-            ys = self.map.sample(chunk.to(self.device, torch.float32), k)
-            out.append(ys.to(x.device))
-        ys = torch.cat(out)
+        training = self.map.training  # the map may be mid-training: evaluate, then restore
+        self.map.eval()
+        try:
+            ys = torch.cat([self.map.sample(chunk.to(self.device, torch.float32), k).to(x.device)
+                            for chunk in x.split(batch_size)])
+        finally:
+            self.map.train(training)
         return ys[:, 0] if num_samples is None else ys
 
     __call__ = transport
