@@ -10,6 +10,7 @@ ratio during training, every run) and ``summary.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def gamma_sweep(config: RunConfig, gammas: list[float], costs: list[str], out: s
             cost = {"name": name, "gamma": gamma,
                     **{k: base_cost[k] for k in shared if k in base_cost}}
             label = f"{name}-g{gamma:g}"
-            run_config = RunConfig(**{**config.__dict__, "name": label, "cost": cost})
+            run_config = dataclasses.replace(config, name=label, cost=cost)
             result, _ = run(run_config, out / label, progress=progress)
             rows, last = _final_eval(out / label)
             summary.append({"series": name, "gamma": gamma, "run_dir": str(out / label),
