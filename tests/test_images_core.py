@@ -73,19 +73,20 @@ def test_gradient_optimality_term_against_hand_values():
     for cost, grad_c in ((StrongQuadratic(), lambda qx, ty: ty - qx),
                          (InnerProduct(reduction="mean"), lambda qx, ty: -qx / 4)):
         solver, net = _solver(cost, a, gradient_optimality=1.0)
-        ty = net(x).detach()
-        expected = (a - grad_c(x, ty).mean(0)).norm()
-        go = solver.gradient_optimality_term(x, ty)
+        ty = net(x).detach().requires_grad_(True)
+        expected = (a - grad_c(x, ty.detach()).mean(0)).norm()
+        go = solver.gradient_optimality_term(x, ty, solver.potential(ty))
         assert torch.allclose(go, expected, atol=1e-5)
         go.backward()  # differentiable in f's parameters: d|a - m|/da = (a - m)/|a - m|
-        assert torch.allclose(solver.potential.a.grad, (a - grad_c(x, ty).mean(0)) / expected,
-                              atol=1e-5)
+        m = grad_c(x, ty.detach()).mean(0)
+        assert torch.allclose(solver.potential.a.grad, (a - m) / expected, atol=1e-5)
 
 
 def test_gradient_penalty_is_per_sample():
     a = torch.tensor([3.0, 4.0, 0.0, 0.0])  # |grad f| = 5 at every point
     solver, _ = _solver(StrongQuadratic(), a, gradient_penalty=1.0)
-    gp = solver.gradient_penalty_term(torch.randn(16, 4), torch.randn(16, 4))
+    y_hat = torch.randn(16, 4).requires_grad_(True)
+    gp = solver.gradient_penalty_term(y_hat, solver.potential(y_hat))
     assert gp.item() == pytest.approx(16.0)  # (5 - 1)^2, not (5/B - 1)^2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from torch import nn
 
 from otmap.config import TrainConfig, _check_keys
 from otmap.costs import Cost, FromCallable, build_cost
-from otmap.data import ToySampler, as_sampler, check_samples
+from otmap.data import Sampler, ToySampler, as_sampler, check_samples
+from otmap.data.samplers import keep_on_device
 from otmap.embeddings import build_embedding
 from otmap.errors import InputError
 from otmap.maps import DeterministicMap, StochasticMap, TransportMap
@@ -20,7 +22,9 @@ from otmap.nets import build_net
 from otmap.result import TransportResult
 from otmap.schedules import build_schedule
 from otmap.solver import NeuralOT
-from otmap.train.trainer import Evaluator, Trainer, resolve_device
+from otmap.train import acceleration, distributed
+from otmap.train.distributed import Ranks
+from otmap.train.trainer import Evaluator, Trainer
 
 #: samples drawn once to infer shapes and set the networks' input scaling
 _SCALING_SAMPLES = 4096
@@ -102,35 +106,29 @@ def _build_map(net: nn.Module | dict, noise: dict | None) -> TransportMap:
     return StochasticMap(net, **noise) if noise is not None else DeterministicMap(net)
 
 
-def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
-        map: nn.Module | dict | None = None, potential: nn.Module | dict | None = None,
-        embedding: nn.Module | None = None, steps: int | None = None,
-        batch_size: int | None = None, device: str = "auto", seed: int = 0,
-        run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-        evaluator: Evaluator | None = None, record: dict | None = None,
-        **options: Any) -> TransportResult:
-    """Learn a transport map from ``source`` to ``target``.
+@dataclass
+class Setup:
+    """Everything a training loop needs, built from data, options and network specs."""
 
-    Args:
-        source, target: a Tensor of samples ``[n, *shape]``, a sampler (``sample(n)``), or a
-            callable ``n -> Tensor``.
-        cost: ``None`` (``1/2 |x - y|^2``), a name (``"quadratic"``, ``"inner_product"``), a
-            :class:`~otmap.costs.Cost`, or a callable ``c(x, y) -> [N]``.
-        map, potential: ``nn.Module`` or spec dicts (``{"name": "MapMLP", "hidden": [...]}``);
-            defaults: :class:`~otmap.nets.MapMLP`/:class:`~otmap.nets.PotentialMLP` for vectors.
-            A map spec's ``"noise"`` entry (``{"noise_dim", "noise_std", "inject"}``) makes a
-            :class:`~otmap.maps.StochasticMap`; a weak cost makes one by default (noise of the
-            data's dimension, std 1, concatenated), with ``num_samples=4`` per input.
-        embedding: fixed Q applied to x before the cost, for unequal dimensions: an
-            ``nn.Module`` or a spec (``{"name": "Upsample", "size": 32, "shape": [3, 8, 8]}``,
-            see :mod:`otmap.embeddings`).
-        steps, batch_size, seed, device, and ``options``: fields of :class:`TrainConfig`.
-        run_dir: write config, metrics.jsonl, checkpoints and plots there; ``resume`` continues.
-        evaluator: extra held-out metrics ``(result, x, y) -> dict`` at every evaluation.
+    solver: NeuralOT
+    source: Sampler
+    target: Sampler
+    config: TrainConfig
+    result: TransportResult
+    record: dict
+    ranks: Ranks
+    channels_last: bool
 
-    Returns:
-        A :class:`TransportResult`: ``result.transport(x)``, ``result.save(path)``.
-    """
+
+def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
+            map: nn.Module | dict | None = None, potential: nn.Module | dict | None = None,
+            embedding: nn.Module | dict | None = None, steps: int | None = None,
+            batch_size: int | None = None, device: str = "auto", seed: int = 0,
+            record: dict | None = None, run_dir: str | Path | None = None,
+            **options: Any) -> Setup:
+    """Build the solver of :func:`fit` (same arguments) without training: seeds torch, checks
+    the data, builds the networks for its shapes, joins torchrun's process group when there is
+    one and applies the speed options."""
     _check_keys(options, [f.name for f in dataclasses.fields(TrainConfig)], "fit")
     overrides = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
     config = TrainConfig(**{**options, **overrides, "seed": seed, "device": device})
@@ -155,7 +153,14 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         f.fit_scaling(y0)
     num_samples = config.num_samples or (
         max(DEFAULT_WEAK_SAMPLES, cost_obj.min_samples) if transport_map.stochastic else 1)
-    dev = resolve_device(config.device)
+    ranks, dev = distributed.setup(config.device)
+    images = len(target_shape) == 3
+    channels_last = acceleration.use_channels_last(config.channels_last, images)
+    if channels_last:
+        acceleration.to_channels_last(transport_map, f)
+    if dev.type == "cuda":
+        keep_on_device(source_s, dev)
+        keep_on_device(target_s, dev)
     solver = NeuralOT(
         transport_map.to(dev), f.to(dev), cost_obj,
         embedding=embedding.to(dev) if embedding is not None else None,
@@ -166,7 +171,14 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         lr_schedule=build_schedule(config.lr_schedule, total_steps=config.steps),
         ema_decay=config.ema_decay, grad_clip=config.grad_clip,
         gradient_optimality=config.gradient_optimality,
-        gradient_penalty=config.gradient_penalty)
+        gradient_penalty=config.gradient_penalty,
+        autocast_dtype=acceleration.autocast_dtype(config.precision, dev, images))
+    if config.compile:
+        acceleration.compile_networks(
+            transport_map, f,
+            double_backward=bool(config.gradient_penalty or config.gradient_optimality))
+    if ranks.distributed:
+        solver.distribute(lambda module: distributed.wrap(module, dev))
     record = dict(record or {})
     if isinstance(source_s, ToySampler) and not record.get("source"):
         record["source"] = {"toy": source_s.name, **source_s.params}
@@ -179,9 +191,49 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     result = TransportResult(solver.eval_map, cost=cost_obj, embedding=embedding,
                              source_shape=source_shape, target_shape=target_shape,
                              config=full_record, run_dir=run_dir)
-    trainer = Trainer(solver, source_s, target_s, config, result, run_dir=run_dir,
-                      record=full_record, evaluator=evaluator, progress=progress, resume=resume)
+    return Setup(solver, source_s, target_s, config, result, full_record, ranks, channels_last)
+
+
+def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
+        map: nn.Module | dict | None = None, potential: nn.Module | dict | None = None,
+        embedding: nn.Module | dict | None = None, steps: int | None = None,
+        batch_size: int | None = None, device: str = "auto", seed: int = 0,
+        run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+        evaluator: Evaluator | None = None, record: dict | None = None,
+        **options: Any) -> TransportResult:
+    """Learn a transport map from ``source`` to ``target``.
+
+    Args:
+        source, target: a Tensor of samples ``[n, *shape]``, a sampler (``sample(n)``), or a
+            callable ``n -> Tensor``.
+        cost: ``None`` (``1/2 |x - y|^2``), a name (``"quadratic"``, ``"inner_product"``), a
+            :class:`~otmap.costs.Cost`, or a callable ``c(x, y) -> [N]``.
+        map, potential: ``nn.Module`` or spec dicts (``{"name": "MapMLP", "hidden": [...]}``);
+            defaults: :class:`~otmap.nets.MapMLP`/:class:`~otmap.nets.PotentialMLP` for vectors.
+            A map spec's ``"noise"`` entry (``{"noise_dim", "noise_std", "inject"}``) makes a
+            :class:`~otmap.maps.StochasticMap`; a weak cost makes one by default (noise of the
+            data's dimension, std 1, concatenated), with ``num_samples=4`` per input.
+        embedding: fixed Q applied to x before the cost, for unequal dimensions: an
+            ``nn.Module`` or a spec (``{"name": "Upsample", "size": 32, "shape": [3, 8, 8]}``,
+            see :mod:`otmap.embeddings`).
+        steps, batch_size, seed, device, and ``options``: fields of :class:`TrainConfig`.
+        run_dir: write config, metrics.jsonl, checkpoints and plots there; ``resume`` continues.
+        evaluator: extra held-out metrics ``(result, x, y) -> dict`` at every evaluation.
+
+    Under ``torchrun`` every process calls ``fit`` alike; they train one map together (see
+    :mod:`otmap.train.distributed`) and rank 0 writes the run folder.
+
+    Returns:
+        A :class:`TransportResult`: ``result.transport(x)``, ``result.save(path)``.
+    """
+    setup = prepare(source, target, cost=cost, map=map, potential=potential,
+                    embedding=embedding, steps=steps, batch_size=batch_size, device=device,
+                    seed=seed, record=record, run_dir=run_dir, **options)
+    trainer = Trainer(setup.solver, setup.source, setup.target, setup.config, setup.result,
+                      run_dir=run_dir, record=setup.record, evaluator=evaluator,
+                      progress=progress, resume=resume, ranks=setup.ranks,
+                      channels_last=setup.channels_last)
     return trainer.run()
 
 
-__all__ = ["fit", "default_embedding"]
+__all__ = ["fit", "prepare", "Setup", "default_embedding"]

@@ -279,7 +279,7 @@ def apply_folder(result: Any, input_dir: str | os.PathLike, output_dir: str | os
 def run(args: argparse.Namespace) -> int:
     """Handler of ``otmap apply``; errors are :class:`~otmap.errors.OTMapError`."""
     from otmap.result import load
-    from otmap.train.trainer import resolve_device
+    from otmap.train.distributed import resolve_device
 
     result = load(args.run, device=resolve_device(args.device), trusted=args.trusted)
     torch.manual_seed(args.seed)

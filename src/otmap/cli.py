@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,33 @@ from otmap.apply import add_parser as add_apply_parser
 from otmap.errors import OTMapError
 
 
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less its ``--nproc N`` / ``--nproc=N``."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            out.append(item)
+    return out
+
+
 def _train(args: argparse.Namespace) -> int:
     from otmap.recipes import DEFAULT_RECIPE, load_run_config
     from otmap.runner import free_run_dir, run
+    from otmap.train import distributed
+
+    if args.nproc is not None and args.nproc < 1:
+        raise OTMapError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc is not None and args.nproc > 1 and not distributed.Ranks.from_env().distributed:
+        if args.out is None and not args.resume:  # every process must write to one folder
+            config = load_run_config(args.recipe, args.overrides)
+            args.argv += ["--out", str(free_run_dir(args.runs, config.name))]
+        command = distributed.launch_command(args.nproc, _without_nproc(args.argv))
+        print("otmap: launching " + " ".join(command[1:]), file=sys.stderr)
+        return subprocess.call(command)
 
     if args.resume and args.out is None:
         raise OTMapError("--resume needs --out RUN_DIR, the folder of the run to continue")
@@ -26,8 +51,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.recipe is None and not args.resume:
         print(f"no recipe given: running the default recipe {DEFAULT_RECIPE!r}", file=sys.stderr)
     _, summary = run(config, run_dir, resume=args.resume, progress=not args.quiet)
-    print(f"run folder: {run_dir} (plots in {run_dir}/plots)", file=sys.stderr)
-    print(json.dumps(summary))
+    if distributed.Ranks.from_env().is_main:
+        print(f"run folder: {run_dir} (plots in {run_dir}/plots)", file=sys.stderr)
+        print(json.dumps(summary))
+    distributed.shutdown()
     return 0
 
 
@@ -146,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs", help="parent folder of new runs (default: runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int, default=None,
+                   help="train in N local processes (runs torchrun --standalone "
+                        "--nproc_per_node N -m otmap train ...); batch_size is per process")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("recipes", help="list the built-in recipes")
@@ -203,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     if args.command in ("train", "sweep"):
         # overrides may come after options too: `otmap train R --quiet train.steps=5`
         bad = [item for item in extra if "=" not in item or item.startswith("-")]

@@ -18,7 +18,10 @@ from otmap.errors import InputError
 @dataclass
 class TrainConfig:
     """Options of the solver and the training loop (one *step* = ``k_map`` map updates and one
-    potential update). The defaults are the ones ``otmap.fit`` uses for vector data."""
+    potential update). The defaults are the ones ``otmap.fit`` uses for vector data.
+
+    ``batch_size`` is per process under torchrun; ``precision``, ``channels_last`` and
+    ``compile`` are the speed options of :mod:`otmap.train.acceleration`."""
 
     steps: int = 3000
     batch_size: int = 256
@@ -40,6 +43,9 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: int = 1000
     eval_samples: int = 2000
+    precision: str = "auto"
+    channels_last: Any = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]

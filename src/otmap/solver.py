@@ -27,6 +27,18 @@ from otmap.schedules import Constant, Schedule
 SampleFn = Callable[[], Tensor]
 
 
+class _MapSampling(nn.Module):
+    """``forward(x, k) = T.sample(x, k)``: the map step's forward as a module call, so that a
+    wrapper such as ``DistributedDataParallel`` sees it."""
+
+    def __init__(self, transport_map: TransportMap) -> None:
+        super().__init__()
+        self.map = transport_map
+
+    def forward(self, x: Tensor, k: int) -> Tensor:
+        return self.map.sample(x, k)
+
+
 class NeuralOT(nn.Module):
     """Holds the two players, their optimisers and the EMA of the map.
 
@@ -51,6 +63,8 @@ class NeuralOT(nn.Module):
         gradient_penalty: weight of a WGAN-style penalty ``mean_b (|grad f(y_hat_b)| - 1)^2``
             on interpolates ``y_hat = eta y + (1 - eta) T(x)``, ``eta ~ U(0, 1)`` per sample
             (OTM-GP; the gradient is per sample, not of the batch mean).
+        autocast_dtype: run the networks under ``torch.autocast`` in this dtype (e.g.
+            ``torch.bfloat16``); costs and losses stay in float32. None: float32 throughout.
     """
 
     def __init__(self, transport_map: TransportMap, potential: nn.Module, cost: Cost, *,
@@ -60,7 +74,8 @@ class NeuralOT(nn.Module):
                  betas: tuple[float, float] = (0.5, 0.9), weight_decay: float = 0.0,
                  lr_schedule: Schedule | None = None, ema_decay: float | None = None,
                  grad_clip: float | None = None, gradient_optimality: float = 0.0,
-                 gradient_penalty: float = 0.0) -> None:
+                 gradient_penalty: float = 0.0,
+                 autocast_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if k_map < 1:
             raise InputError(f"k_map must be >= 1, got {k_map}")
@@ -87,51 +102,81 @@ class NeuralOT(nn.Module):
         self.potential_optimizer = torch.optim.Adam(self.potential.parameters(), lr=lr_potential,
                                                     betas=betas, weight_decay=weight_decay)
         self.ema_map = copy.deepcopy(transport_map).requires_grad_(False) if ema_decay else None
+        self.autocast_dtype = autocast_dtype
+        # the forwards whose gradients each step applies (see distribute); a plain dict, so
+        # the wrappers are not registered twice as sub-modules
+        self._trained: dict[str, nn.Module] = {"map": _MapSampling(self.map),
+                                               "potential": self.potential}
         self.step = 0
+
+    # -- the modules whose gradients are applied ------------------------------------------------
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Wrap the two trained players separately (e.g. in ``DistributedDataParallel``): the
+        map step's forward of T and the potential step's forward of f go through the wrappers;
+        the frozen player of each step is called directly, so only the updated player's
+        gradients are synchronised."""
+        self._trained = {name: wrap(module) for name, module in self._trained.items()}
+
+    def _autocast(self, x: Tensor) -> torch.autocast:
+        return torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
 
     # -- losses -------------------------------------------------------------------------------
     def map_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """``mean_b [C_hat(Q(x_b), {T(x_b, z_k)}_k) - mean_k f(T(x_b, z_k))]`` and its cost term."""
-        ys = self.map.sample(x, self.num_samples)
-        b, k = ys.shape[:2]
-        with torch.no_grad():
-            qx = self.embedding(x)
-        cost = self.cost(qx, ys)
-        f_t = self.potential(ys.reshape(b * k, *ys.shape[2:])).view(b, k).mean(1)
+        with self._autocast(x):
+            ys = self._trained["map"](x, self.num_samples).float()
+            b, k = ys.shape[:2]
+            with torch.no_grad():
+                qx = self.embedding(x)
+            cost = self.cost(qx, ys)
+            f_t = self.potential(ys.reshape(b * k, *ys.shape[2:])).float().view(b, k).mean(1)
         return (cost - f_t).mean(), {"cost": cost.mean().detach()}
 
     def potential_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """``mean f(T(x, z)) - mean f(y)`` (the negative of the dual objective's potential part)
-        plus the enabled regularisers."""
-        with torch.no_grad():
-            ty = self.map.sample(x, self.potential_samples).flatten(0, 1)
-        f_t, f_y = self.potential(ty).mean(), self.potential(y).mean()
+        plus the enabled regularisers.
+
+        f sees ``[T(x); y; interpolates]`` in one call (one forward, one gradient
+        synchronisation): the potential must be a function of each sample (no batch norm).
+        """
+        with self._autocast(x), torch.no_grad():
+            ty = self.map.sample(x, self.potential_samples).flatten(0, 1).float()
+        parts = [ty.requires_grad_(bool(self.gradient_optimality)), y]
+        if self.gradient_penalty:
+            n = min(len(y), len(ty))
+            eta = torch.rand(n, *([1] * (y.dim() - 1)), device=y.device, dtype=y.dtype)
+            parts.append((eta * y[:n] + (1 - eta) * ty[:n].detach()).requires_grad_(True))
+        with self._autocast(x):
+            values = self._trained["potential"](torch.cat(parts)).float()
+        values = values.split([len(p) for p in parts])
+        f_t, f_y = values[0].mean(), values[1].mean()
         loss, stats = f_t - f_y, {"f_y": f_y.detach(), "f_t": f_t.detach()}
         if self.gradient_optimality:
-            go = self.gradient_optimality_term(x, ty)
+            go = self.gradient_optimality_term(x, ty, values[0])
             loss, stats["gradient_optimality"] = loss + self.gradient_optimality * go, go.detach()
         if self.gradient_penalty:
-            gp = self.gradient_penalty_term(y, ty)
+            gp = self.gradient_penalty_term(parts[-1], values[-1])
             loss, stats["gradient_penalty"] = loss + self.gradient_penalty * gp, gp.detach()
         return loss, stats
 
-    def gradient_optimality_term(self, x: Tensor, ty: Tensor) -> Tensor:
+    def gradient_optimality_term(self, x: Tensor, ty: Tensor, f_ty: Tensor) -> Tensor:
         """``|| mean_b grad f(T(x_b)) - mean_b grad_y c(Q(x_b), T(x_b)) ||`` (differentiable in
-        f's parameters; ``ty`` holds one T(x) per x, or K per x in order)."""
+        f's parameters; ``ty`` (requiring grad) holds one T(x) per x, or K per x in order, and
+        ``f_ty = f(ty)``)."""
         k = ty.shape[0] // x.shape[0]
         with torch.no_grad():
             qx = self.embedding(x).repeat_interleave(k, dim=0)
         y = ty.detach().requires_grad_(True)
         grad_c = torch.autograd.grad(self.cost(qx, y.unsqueeze(1)).sum(), y)[0]
-        grad_f = torch.autograd.grad(self.potential(y).sum(), y, create_graph=True)[0]
+        grad_f = torch.autograd.grad(f_ty.sum(), ty, create_graph=True)[0]
         return (grad_f.mean(0) - grad_c.mean(0)).norm()
 
-    def gradient_penalty_term(self, y: Tensor, ty: Tensor) -> Tensor:
-        """``mean_b (|grad f(eta y + (1 - eta) T(x))|_b - 1)^2`` with per-sample gradients."""
-        n = min(len(y), len(ty))
-        eta = torch.rand(n, *([1] * (y.dim() - 1)), device=y.device, dtype=y.dtype)
-        y_hat = (eta * y[:n] + (1 - eta) * ty[:n].detach()).requires_grad_(True)
-        grad = torch.autograd.grad(self.potential(y_hat).sum(), y_hat, create_graph=True)[0]
+    @staticmethod
+    def gradient_penalty_term(y_hat: Tensor, f_y_hat: Tensor) -> Tensor:
+        """``mean_b (|grad f(y_hat)|_b - 1)^2`` with per-sample gradients, at interpolates
+        ``y_hat = eta y + (1 - eta) T(x)`` (requiring grad) and ``f_y_hat = f(y_hat)``."""
+        grad = torch.autograd.grad(f_y_hat.sum(), y_hat, create_graph=True)[0]
         return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
     # -- steps --------------------------------------------------------------------------------
@@ -171,7 +216,7 @@ class NeuralOT(nn.Module):
             stats = self.map_step(sample_source())
         stats.update(self.potential_step(sample_source(), sample_target()))
         if hasattr(self.cost, "gamma"):
-            stats["gamma"] = torch.tensor(self.cost.gamma)
+            stats["gamma"] = torch.tensor(float(self.cost.gamma))
         self.step += 1
         return stats
 

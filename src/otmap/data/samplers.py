@@ -25,6 +25,7 @@ __all__ = [
     "check_samples",
     "as_sampler",
     "sample_shape",
+    "keep_on_device",
 ]
 
 _MAX_REPORTED_ROWS = 5
@@ -249,6 +250,16 @@ def as_sampler(obj: Any, name: str = "samples") -> Sampler:
         ".sample(n), a map-style torch Dataset, or a callable n -> Tensor; got "
         f"{type(obj).__name__}: convert it, e.g. torch.as_tensor(x, dtype=torch.float32)"
     )
+
+
+def keep_on_device(sampler: Sampler, device: torch.device, max_bytes: int = 2**31) -> None:
+    """Move the in-memory data set behind ``sampler`` (a :class:`TensorSampler`, possibly
+    wrapped by samplers with a ``.base``) to ``device``, when it takes at most ``max_bytes``:
+    batches are then gathered there, without a host-to-device copy per step."""
+    while sampler is not None:
+        if isinstance(sampler, TensorSampler) and sampler.data.nbytes <= max_bytes:
+            sampler.data = sampler.data.to(device)
+        sampler = getattr(sampler, "base", None)
 
 
 def sample_shape(sampler: Sampler) -> tuple[int, ...]:

@@ -31,19 +31,10 @@ from otmap.metrics import energy_distance, transport_cost
 from otmap.result import TransportResult
 from otmap.solver import NeuralOT
 from otmap.train import plots
+from otmap.train.distributed import Ranks, barrier, mean_over_ranks, rank_seed
 
 #: ``evaluate(result, x_eval, y_eval) -> {name: float}``: extra metrics at every evaluation.
 Evaluator = Callable[[TransportResult, Tensor, Tensor], dict[str, float]]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` is CUDA when present, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device='cuda' was asked for but CUDA is not available; use device='auto'")
-    return device
 
 
 class Trainer:
@@ -52,19 +43,26 @@ class Trainer:
     The solver must already be built (the caller seeds torch first, so initial weights and the
     held-out evaluation sets are reproducible); ``resume=True`` reloads ``run_dir``'s checkpoint
     (weights, optimisers, EMA, step, RNG state) and continues exactly where it stopped.
+
+    Under torchrun (``ranks.distributed``) every process runs this loop on its own streams;
+    statistics are averaged over the processes at log steps and only rank 0 evaluates, writes
+    the run folder and shows progress (see :mod:`otmap.train.distributed`).
     """
 
     def __init__(self, solver: NeuralOT, source: Sampler, target: Sampler, config: TrainConfig,
                  result: TransportResult, *, run_dir: str | Path | None = None,
                  record: dict | None = None, evaluator: Evaluator | None = None,
-                 progress: bool = True, resume: bool = False) -> None:
+                 progress: bool = True, resume: bool = False, ranks: Ranks | None = None,
+                 channels_last: bool = False) -> None:
         self.solver, self.source, self.target, self.config = solver, source, target, config
+        self.ranks = ranks or Ranks()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.result = result
         self.device = next(solver.map.parameters()).device
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.record = record or {}
         self.evaluator = evaluator
-        self.progress = progress
+        self.progress = progress and self.ranks.is_main
         self.rows: list[dict] = []
         n = config.eval_samples
         self.x_eval = source.sample(n).to(self.device)
@@ -78,6 +76,7 @@ class Trainer:
             self._resume()
         elif self.run_dir is not None:
             self._start_run_dir()
+        self._reseed()
 
     # -- run folder ---------------------------------------------------------------------------
     @property
@@ -92,6 +91,9 @@ class Trainer:
                 f"{self.run_dir} already holds a run; continue it with --resume "
                 "(resume=True) or choose another run folder"
             )
+        barrier(self.ranks)  # every rank has checked before rank 0 writes
+        if not self.ranks.is_main:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.record, sort_keys=False))
         (self.run_dir / "metrics.jsonl").write_text("")
@@ -116,10 +118,17 @@ class Trainer:
         for row in self.rows:
             if "fidelity" in row:
                 self.detector.update(row["fidelity"])
-        path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        barrier(self.ranks)  # every rank has read the checkpoint before rank 0 writes
+        if self.ranks.is_main:
+            path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def _reseed(self) -> None:
+        """Under torchrun: restart every rank's stream from ``(seed, rank, step)``."""
+        if self.ranks.distributed:
+            torch.manual_seed(rank_seed(self.config.seed, self.ranks.rank, self.solver.step))
 
     def save_checkpoint(self) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self.ranks.is_main:
             return
         data = self.result.checkpoint()
         data["training"] = self.solver.training_state()
@@ -129,8 +138,20 @@ class Trainer:
 
     # -- loop ---------------------------------------------------------------------------------
     def _batch(self, sampler: Sampler) -> Callable[[], Tensor]:
-        n, device = self.config.batch_size, self.device
-        return lambda: sampler.sample(n).to(device, non_blocking=True)
+        """``() -> [batch_size, *shape]`` on the device (image batches in the nets' memory
+        format; CPU batches pinned for an asynchronous copy to a GPU)."""
+        n, device, fmt = self.config.batch_size, self.device, self.memory_format
+        pin = device.type == "cuda"
+
+        def draw() -> Tensor:
+            x = sampler.sample(n)
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=fmt)
+            if pin and x.device.type == "cpu":
+                x = x.pin_memory()
+            return x.to(device, non_blocking=True)
+
+        return draw
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -176,12 +197,13 @@ class Trainer:
             log = step % cfg.log_every == 0 or final
             save = step % cfg.checkpoint_every == 0 or final
             if log or save:  # the only host synchronisation: at log and checkpoint steps
+                stats = mean_over_ranks(stats, self.ranks, self.device)
                 row = {"step": step, **{k: float(v) for k, v in stats.items()},
                        "lr_map": solver.map_optimizer.param_groups[0]["lr"]}
                 bad = {k: v for k, v in row.items() if not math.isfinite(v)}
                 if bad:
                     self._diverged(step, last_good, bad)
-            if log:
+            if log and self.ranks.is_main:
                 if step % cfg.eval_every == 0 or final:
                     row.update(self.evaluate())
                 row["time"] = time.perf_counter() - start
@@ -191,11 +213,14 @@ class Trainer:
             if save:
                 self.save_checkpoint()
                 last_good = step
+                if not final:
+                    self._reseed()
             bar.update(1)
         bar.close()
         self.result.training = solver.training_state()
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.ranks.is_main:
             self.plot()
+        barrier(self.ranks)
         return self.result
 
     def _log(self, row: dict) -> None:

@@ -1,0 +1,64 @@
+"""Speed options of a run: mixed precision, channels-last memory layout, ``torch.compile``.
+
+Each option is a ``TrainConfig`` field with an ``"auto"`` choice that picks what pays off on
+the device at hand (measured in docs/benchmarks.md):
+
+* ``precision``: ``"auto"`` runs image networks under bf16 autocast on a CUDA GPU that
+  supports it and keeps float32 elsewhere (vector benchmarks need float32's accuracy, and CPUs
+  without bf16 units run it slower); ``"fp32"``; ``"bf16"`` (any device).
+* ``channels_last``: ``"auto"`` (= True) stores conv nets and image batches channels-last,
+  which oneDNN and cuDNN convolutions run faster; ignored for vector data.
+* ``compile``: ``torch.compile`` the map's and the potential's networks (off by default: it
+  costs a compile at start; the potential is left eager when a gradient regulariser needs
+  double backward, which compiled graphs do not support).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from otmap.errors import InputError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def autocast_dtype(precision: str, device: torch.device, images: bool) -> torch.dtype | None:
+    """The autocast dtype of a run (None: float32 throughout)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"train.precision must be one of {list(PRECISIONS)}, got {precision!r} "
+                         "(fp16 is not offered: it needs loss scaling; bf16 does not)")
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and images and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def use_channels_last(option: Any, images: bool) -> bool:
+    """Whether conv nets and image batches are stored channels-last."""
+    if option not in ("auto", True, False):
+        raise InputError(f"train.channels_last must be auto, true or false, got {option!r}")
+    return images and option in ("auto", True)
+
+
+def to_channels_last(*modules: nn.Module) -> None:
+    """Store the 4-D weights of ``modules`` channels-last (in place)."""
+    for module in modules:
+        module.to(memory_format=torch.channels_last)
+
+
+def compile_networks(transport_map: nn.Module, potential: nn.Module, *,
+                     double_backward: bool) -> None:
+    """``torch.compile`` the map's network and the potential in place (state dicts keep their
+    keys); the potential stays eager when ``double_backward`` (OTM-GP, gradient optimality)."""
+    net = getattr(transport_map, "net", transport_map)
+    net.compile()
+    if double_backward:
+        warnings.warn("train.compile: the potential stays uncompiled because the gradient "
+                      "penalty / gradient optimality term needs double backward", stacklevel=3)
+        return
+    potential.compile()
