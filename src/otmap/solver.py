@@ -84,6 +84,10 @@ class NeuralOT(nn.Module):
         if not transport_map.stochastic and max(num_samples, potential_samples) != 1:
             raise InputError("a deterministic map takes num_samples=1 and potential_samples=1; "
                              "a weak cost needs a StochasticMap")
+        if gradient_optimality and cost.min_samples > 1:
+            raise InputError("gradient_optimality is OTM's stationarity condition for strong "
+                             f"costs; {type(cost).__name__} is a weak cost: use "
+                             "gradient_penalty instead")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise InputError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
         self.map = transport_map

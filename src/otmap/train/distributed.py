@@ -85,10 +85,10 @@ def setup(device: str | torch.device) -> tuple[Ranks, torch.device]:
 
 
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
-    """``DistributedDataParallel`` around one player. Buffers (fixed input scalings) are equal
-    on every rank from the start, so they are not re-broadcast at each forward."""
+    """``DistributedDataParallel`` around one player. Buffers (fixed input scalings) are
+    synchronised from rank 0 once, not re-broadcast at each forward."""
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
 
 
 def rank_seed(seed: int, rank: int, step: int) -> int:
