@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,7 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         ema_decay=config.ema_decay, grad_clip=config.grad_clip,
         gradient_optimality=config.gradient_optimality,
         gradient_penalty=config.gradient_penalty,
-        autocast_dtype=acceleration.autocast_dtype(config.precision, dev, images))
+        autocast_dtype=acceleration.autocast_dtype(config.precision, dev))
     if config.compile:
         acceleration.compile_networks(
             transport_map, f,
@@ -192,6 +193,21 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
                              source_shape=source_shape, target_shape=target_shape,
                              config=full_record, run_dir=run_dir)
     return Setup(solver, source_s, target_s, config, result, full_record, ranks, channels_last)
+
+
+def describe(setup: Setup) -> str:
+    """One line on how a run computes: device, precision, layout, processes and batch."""
+    solver = setup.solver
+    device = next(solver.map.parameters()).device
+    parts = [str(device), "bf16 autocast" if solver.autocast_dtype else "float32"]
+    if setup.channels_last:
+        parts.append("channels-last")
+    if setup.config.compile:
+        parts.append("compiled")
+    n = setup.ranks.world_size
+    parts.append(f"{n} processes x batch {setup.config.batch_size}" if n > 1
+                 else f"batch {setup.config.batch_size}")
+    return ", ".join(parts)
 
 
 def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
@@ -229,6 +245,8 @@ def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     setup = prepare(source, target, cost=cost, map=map, potential=potential,
                     embedding=embedding, steps=steps, batch_size=batch_size, device=device,
                     seed=seed, record=record, run_dir=run_dir, **options)
+    if progress and setup.ranks.is_main:
+        print(f"otmap: {describe(setup)}", file=sys.stderr)
     trainer = Trainer(setup.solver, setup.source, setup.target, setup.config, setup.result,
                       run_dir=run_dir, record=setup.record, evaluator=evaluator,
                       progress=progress, resume=resume, ranks=setup.ranks,

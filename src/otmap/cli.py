@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from otmap.apply import add_parser as add_apply_parser
+from otmap.benchmarks.speed import add_arguments as add_speed_arguments
 from otmap.errors import OTMapError
 
 
@@ -48,10 +49,11 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = load_run_config(args.recipe, args.overrides)
     run_dir = args.out if args.out is not None else free_run_dir(args.runs, config.name)
-    if args.recipe is None and not args.resume:
+    main_rank = distributed.Ranks.from_env().is_main
+    if args.recipe is None and not args.resume and main_rank:
         print(f"no recipe given: running the default recipe {DEFAULT_RECIPE!r}", file=sys.stderr)
     _, summary = run(config, run_dir, resume=args.resume, progress=not args.quiet)
-    if distributed.Ranks.from_env().is_main:
+    if main_rank:
         print(f"run folder: {run_dir} (plots in {run_dir}/plots)", file=sys.stderr)
         print(json.dumps(summary))
     distributed.shutdown()
@@ -90,6 +92,12 @@ def _bench(args: argparse.Namespace) -> int:
               f"cos {summary['cos']:.4f}  ({summary['steps']} steps, {summary['seconds']:.0f} s)"
               f"; linear (Bures) baseline L2-UVP {baseline['l2_uvp']:.3f}%")
     return 0
+
+
+def _speed(args: argparse.Namespace) -> int:
+    from otmap.benchmarks.speed import main as speed_main
+
+    return speed_main(args)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -218,16 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_apply_parser(sub)
 
-    p = sub.add_parser("bench", help="fit a ground-truth pair with the defaults and score it")
-    p.add_argument("pair", choices=["gaussian", "brenier"])
-    p.add_argument("--dim", type=int, required=True)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="also write a run folder here")
-    p.add_argument("--json", action="store_true", help="last line: one JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_bench)
+    bench = sub.add_parser("bench", help="benchmarks: ground-truth pairs, training speed")
+    kinds = bench.add_subparsers(dest="pair", required=True)
+    for pair in ("gaussian", "brenier"):
+        p = kinds.add_parser(pair, help=f"fit the {pair} ground-truth pair with the defaults "
+                                        "and score it (L2-UVP, cos)")
+        p.add_argument("--dim", type=int, required=True)
+        p.add_argument("--steps", type=int, default=None)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="auto")
+        p.add_argument("--out", default=None, help="also write a run folder here")
+        p.add_argument("--json", action="store_true", help="last line: one JSON object")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=_bench)
+    p = kinds.add_parser("speed", help="steps/s and peak memory of the toy, vector and image "
+                                       "recipes against a plain reference-style loop")
+    add_speed_arguments(p)
+    p.set_defaults(func=_speed)
     return parser
 
 

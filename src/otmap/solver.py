@@ -27,6 +27,14 @@ from otmap.schedules import Constant, Schedule
 SampleFn = Callable[[], Tensor]
 
 
+def _adam(module: nn.Module, **options) -> torch.optim.Adam:
+    """Adam over ``module``'s parameters, with the fused kernel when every parameter is a
+    float tensor on a CPU or CUDA device (one kernel for all tensors instead of a loop)."""
+    params = list(module.parameters())
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, fused=fused or None, **options)
+
+
 class _MapSampling(nn.Module):
     """``forward(x, k) = T.sample(x, k)``: the map step's forward as a module call, so that a
     wrapper such as ``DistributedDataParallel`` sees it."""
@@ -101,10 +109,9 @@ class NeuralOT(nn.Module):
         self.lr_schedule = lr_schedule or Constant(1.0)
         self.ema_decay, self.grad_clip = ema_decay, grad_clip
         self.gradient_optimality, self.gradient_penalty = gradient_optimality, gradient_penalty
-        self.map_optimizer = torch.optim.Adam(self.map.parameters(), lr=lr_map, betas=betas,
-                                              weight_decay=weight_decay)
-        self.potential_optimizer = torch.optim.Adam(self.potential.parameters(), lr=lr_potential,
-                                                    betas=betas, weight_decay=weight_decay)
+        self.map_optimizer = _adam(self.map, lr=lr_map, betas=betas, weight_decay=weight_decay)
+        self.potential_optimizer = _adam(self.potential, lr=lr_potential, betas=betas,
+                                         weight_decay=weight_decay)
         self.ema_map = copy.deepcopy(transport_map).requires_grad_(False) if ema_decay else None
         self.autocast_dtype = autocast_dtype
         # the forwards whose gradients each step applies (see distribute); a plain dict, so
@@ -228,8 +235,8 @@ class NeuralOT(nn.Module):
     def _update_ema(self) -> None:
         if self.ema_map is None:
             return
-        for ema, p in zip(self.ema_map.parameters(), self.map.parameters()):
-            ema.lerp_(p, 1.0 - self.ema_decay)
+        torch._foreach_lerp_(list(self.ema_map.parameters()),
+                             [p.detach() for p in self.map.parameters()], 1.0 - self.ema_decay)
         for ema, b in zip(self.ema_map.buffers(), self.map.buffers()):
             ema.copy_(b)
 

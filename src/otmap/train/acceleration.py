@@ -3,9 +3,10 @@
 Each option is a ``TrainConfig`` field with an ``"auto"`` choice that picks what pays off on
 the device at hand (measured in docs/benchmarks.md):
 
-* ``precision``: ``"auto"`` runs image networks under bf16 autocast on a CUDA GPU that
-  supports it and keeps float32 elsewhere (vector benchmarks need float32's accuracy, and CPUs
-  without bf16 units run it slower); ``"fp32"``; ``"bf16"`` (any device).
+* ``precision``: ``"auto"`` runs the networks under bf16 autocast where the hardware has
+  native bf16 matrix units (a CUDA GPU with bf16, a CPU with AMX) and keeps float32 elsewhere
+  (CPUs without them run bf16 slower than float32); ``"fp32"``; ``"bf16"`` (any device).
+  Parameters, optimiser states, costs and losses stay float32 (no loss scaling is needed).
 * ``channels_last``: ``"auto"`` (= True) stores conv nets and image batches channels-last,
   which oneDNN and cuDNN convolutions run faster; ignored for vector data.
 * ``compile``: ``torch.compile`` the map's and the potential's networks (off by default: it
@@ -26,14 +27,23 @@ from otmap.errors import InputError
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def autocast_dtype(precision: str, device: torch.device, images: bool) -> torch.dtype | None:
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices natively: a CUDA GPU with bf16 support,
+    or a CPU with AMX tiles."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(amx is not None and amx())
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a run (None: float32 throughout)."""
     if precision not in PRECISIONS:
         raise InputError(f"train.precision must be one of {list(PRECISIONS)}, got {precision!r} "
                          "(fp16 is not offered: it needs loss scaling; bf16 does not)")
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "auto" and images and device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
         return torch.bfloat16
     return None
 
