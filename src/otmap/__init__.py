@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from otmap.api import fit  # noqa: E402
+from otmap.api import fit, prepare  # noqa: E402
 from otmap.config import RunConfig, TrainConfig  # noqa: E402
 from otmap.costs import Cost, FromCallable, InnerProduct, StrongQuadratic  # noqa: E402
 from otmap.errors import CheckpointError, InputError, OTMapError, TrainingDivergedError  # noqa: E402
@@ -19,7 +19,7 @@ from otmap.result import TransportResult, load  # noqa: E402
 from otmap.solver import NeuralOT  # noqa: E402
 
 __all__ = [
-    "fit", "load", "TransportResult", "NeuralOT", "TrainConfig", "RunConfig",
+    "fit", "prepare", "load", "TransportResult", "NeuralOT", "TrainConfig", "RunConfig",
     "Cost", "StrongQuadratic", "InnerProduct", "FromCallable",
     "TransportMap", "DeterministicMap",
     "OTMapError", "InputError", "CheckpointError", "TrainingDivergedError",
