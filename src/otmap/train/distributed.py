@@ -14,6 +14,7 @@ processes, and a checkpoint written by N processes resumes with any other number
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from dataclasses import dataclass
@@ -88,7 +89,10 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """``DistributedDataParallel`` around one player. Buffers (fixed input scalings) are
     synchronised from rank 0 once, not re-broadcast at each forward."""
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
+    # recent torch renamed broadcast_buffers (deprecated there) to forward_sync_buffers
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    option = {"forward_sync_buffers" if renamed else "broadcast_buffers": False}
+    return DistributedDataParallel(module, device_ids=ids, **option)
 
 
 def rank_seed(seed: int, rank: int, step: int) -> int:
