@@ -56,6 +56,18 @@ def _stochastic_fit(rank: int, folder: Path) -> None:
                folder / f"rank{rank}.pt")
 
 
+def _exact_resume(rank: int, folder: Path) -> None:
+    """6 steps straight (A), and 3 steps then a resume to 6 (B), in the same 2 processes."""
+    torch.manual_seed(321)
+    x, y = torch.randn(512, 2), torch.randn(512, 2) + 1.0
+    common = dict(batch_size=16, k_map=2, checkpoint_every=3, log_every=3, eval_every=3,
+                  eval_samples=64, progress=False, device="cpu", lr_schedule=None, **SMALL)
+    a = otmap.fit(x, y, steps=6, run_dir=folder / "A", **common)
+    otmap.fit(x, y, steps=3, run_dir=folder / "B", **common)
+    b = otmap.fit(x, y, steps=6, run_dir=folder / "B", resume=True, **common)
+    torch.save({"a": a.training, "b": b.training}, folder / f"resume{rank}.pt")
+
+
 def _fixed_batches(rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rank ``rank``'s part of one fixed batch of 16 (all of it for one process)."""
     g = torch.Generator().manual_seed(7)
@@ -131,6 +143,20 @@ def test_two_process_run_keeps_identical_replicas_and_resumes_in_one(tmp_path):
     assert [r["step"] for r in rows] == [3, 6, 9]
     changed = [not torch.equal(v, rank0["map"][k]) for k, v in resumed.map.state_dict().items()]
     assert any(changed)
+
+
+@pytest.mark.usefixtures("torch_single_thread")
+def test_two_process_run_resumes_exactly_in_two_processes(tmp_path):
+    _spawn("_exact_resume", tmp_path)
+    for rank in (0, 1):
+        states = torch.load(tmp_path / f"resume{rank}.pt")
+        assert states["a"]["step"] == states["b"]["step"] == 6
+        _assert_same_state(states["a"], states["b"])
+    rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").open()]
+            for run in ("A", "B")]
+    assert [r["step"] for r in rows[1]] == [3, 6]
+    assert [{k: v for k, v in r.items() if k != "time"} for r in rows[0]] == \
+        [{k: v for k, v in r.items() if k != "time"} for r in rows[1]]
 
 
 def test_rank_seeds_differ_across_ranks_and_steps():
