@@ -15,6 +15,7 @@ import torch
 from otmap.data.images import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
+    ImageFolderDataset,
     class_index,
     filter_classes,
     image_sampler,
@@ -25,7 +26,8 @@ from otmap.data.images import (
     load_mnist,
     split_indices,
 )
-from otmap.data.samplers import TensorSampler
+from otmap.data.samplers import DatasetSampler, TensorSampler
+from otmap.data.specs import sampler_from_spec
 from otmap.errors import InputError
 
 PIL = pytest.importorskip("PIL")
@@ -375,3 +377,51 @@ def test_image_sampler():
     sampler = image_sampler(x)
     assert isinstance(sampler, TensorSampler) and sampler.shape == (3, 4, 4)
     assert sampler.sample(7).shape == (7, 3, 4, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# lazily read folders, threaded dataset sampling
+
+
+def _noise_folder(root: Path, n: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(
+            root / f"{i:02d}.png")
+    return root
+
+
+def test_lazy_folder_dataset_reads_what_the_loader_reads(tmp_path):
+    root = _noise_folder(tmp_path)
+    dataset = ImageFolderDataset(root, size=8)
+    loaded = load_image_folder(root, size=8, workers=3)
+    assert len(dataset) == len(loaded) == 12
+    torch.testing.assert_close(torch.stack([dataset[i] for i in range(12)]), loaded)
+    (root / "zz_bad.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="zz_bad.png"):
+        ImageFolderDataset(root, size=8)[12]
+
+
+def test_threaded_dataset_sampler_draws_the_same_batches(tmp_path):
+    dataset = ImageFolderDataset(_noise_folder(tmp_path), size=8)
+    batches = []
+    for workers in (0, 3):
+        torch.manual_seed(4)
+        batches.append(DatasetSampler(dataset, workers=workers).sample(7))
+    torch.testing.assert_close(batches[0], batches[1])
+    with pytest.raises(InputError, match="workers"):
+        DatasetSampler(dataset, workers=-1)
+
+
+def test_lazy_folder_spec_parts_match_the_in_memory_parts(tmp_path):
+    root = _noise_folder(tmp_path)
+    spec = {"dataset": "folder", "root": str(root), "size": 8, "part": [0.0, 0.5]}
+    lazy = sampler_from_spec({**spec, "lazy": True, "workers": 2}, "target")
+    memory = sampler_from_spec(spec, "target")
+    assert len(lazy) == len(memory) == 6
+    torch.manual_seed(1)
+    a = lazy.sample(5)
+    torch.manual_seed(1)
+    torch.testing.assert_close(a, memory.sample(5))
+    with pytest.raises(InputError, match="lazy loading reads image folders"):
+        sampler_from_spec({"dataset": "digits", "lazy": True}, "source")

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from otmap.data.samplers import TensorSampler
 from otmap.errors import InputError
@@ -53,6 +54,8 @@ __all__ = [
     "load_mnist",
     "load_cifar10",
     "load_image_folder",
+    "list_image_files",
+    "ImageFolderDataset",
     "filter_classes",
     "split_indices",
     "class_index",
@@ -464,6 +467,64 @@ def read_image(path: Path, mode: str, height: int, width: int,
     return np.array(img, dtype=np.uint8)  # a writable copy
 
 
+def list_image_files(root: PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """The image files under ``root`` (recursively; suffix in ``extensions``, any case), in
+    sorted relative-path order; InputError for a missing folder or one without images."""
+    exts = _normalise_extensions(extensions)
+    try:
+        import PIL  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - Pillow is installed with otmap[images]
+        raise ImportError(
+            "reading image files needs Pillow: pip install 'otmap[images]' (or pip install pillow)"
+        ) from exc
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(
+            f"image folder {str(root)} does not exist or is not a folder: pass the "
+            f"folder that holds the {'/'.join(exts)} files"
+        )
+    files = sorted(
+        (p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    if not files:
+        raise InputError(
+            f"no image files with extensions {', '.join(exts)} found under {str(root)} "
+            "(searched recursively): check the folder, or pass extensions=... for other formats"
+        )
+    return files
+
+
+class ImageFolderDataset(Dataset):
+    """The images under a folder, read from disk on access (for sets too large to hold in
+    memory): item ``i`` is file ``i`` in sorted order as float32 ``[channels, size, size]`` in
+    ``[-1, 1]``, read as :func:`load_image_folder` reads it. A corrupt file raises InputError
+    naming it. Sample it with ``DatasetSampler(dataset, workers=8)``."""
+
+    def __init__(self, root: PathLike, size: int, channels: int = 3,
+                 center_crop: int | None = None,
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS) -> None:
+        self.size = _check_int(size, "size", 1, "64")
+        self.channels = _check_channels(channels)
+        self.center_crop = None if center_crop is None else _check_int(
+            center_crop, "center_crop", 1, "140 (CelebA)")
+        self.files = list_image_files(root, extensions)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Tensor:
+        path = self.files[i]
+        try:
+            pixels = read_image(path, "RGB" if self.channels == 3 else "L", self.size,
+                                self.size, self.center_crop)
+        except Exception as exc:  # Pillow raises many types for corrupt data
+            raise InputError(f"cannot read image file {path} ({type(exc).__name__}: {exc}): "
+                             "remove or repair it") from exc
+        x = torch.from_numpy(pixels.reshape(self.size, self.size, self.channels))
+        return _uint8_to_unit(x.permute(2, 0, 1)).contiguous()
+
+
 def load_image_folder(
     root: PathLike,
     size: int,
@@ -496,29 +557,7 @@ def load_image_folder(
     if max_images is not None:
         max_images = _check_int(max_images, "max_images", 1, "1000")
     on_error = _check_choice(on_error, "on_error", ("skip", "raise"))
-    exts = _normalise_extensions(extensions)
-    try:
-        import PIL  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - Pillow is installed with otmap[images]
-        raise ImportError(
-            "load_image_folder needs Pillow: pip install 'otmap[images]' (or pip install pillow)"
-        ) from exc
-
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(
-            f"image folder {str(root)} does not exist or is not a folder: pass the "
-            f"folder that holds the {'/'.join(exts)} files"
-        )
-    files = sorted(
-        (p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file()),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
-    if not files:
-        raise InputError(
-            f"no image files with extensions {', '.join(exts)} found under {str(root)} "
-            "(searched recursively): check the folder, or pass extensions=... for other formats"
-        )
+    files = list_image_files(root, extensions)
     if max_images is not None:
         files = files[:max_images]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -188,9 +189,16 @@ class DatasetSampler:
     """Draws random items of a map-style torch ``Dataset`` and stacks them: ``[n, *shape]``.
 
     Items may be a Tensor or a tuple whose first element is a Tensor (labels are dropped).
+    With ``workers > 0`` a batch's items are read by that many threads (file-backed sets:
+    Pillow and file reads release the GIL); the indices still come from torch's global RNG, so
+    runs stay exactly resumable.
     """
 
-    def __init__(self, dataset: Dataset, name: str = "dataset") -> None:
+    def __init__(self, dataset: Dataset, name: str = "dataset", workers: int = 0) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise InputError(f"{name}: workers must be a non-negative integer, got {workers!r}")
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
         try:
             size = len(dataset)  # type: ignore[arg-type]
         except TypeError:
@@ -215,7 +223,11 @@ class DatasetSampler:
         """Return ``[n, *shape]`` items drawn uniformly at random with replacement."""
         n = _check_count(n)
         idx = torch.randint(len(self), (n,), generator=generator, device=_index_device(generator))
-        items = [_item_tensor(self.dataset[i], self.name) for i in idx.tolist()]
+        if self.workers and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="otmap-data")
+        read = self.dataset.__getitem__
+        raw = self._pool.map(read, idx.tolist()) if self._pool else map(read, idx.tolist())
+        items = [_item_tensor(item, self.name) for item in raw]
         shapes = {tuple(t.shape) for t in items}
         if len(shapes) > 1:
             raise InputError(

@@ -7,19 +7,23 @@
   :mod:`otmap.data.images` (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10`` with ``root``,
   ``split``; ``folder`` with ``root``, ``size``); ``classes`` keeps some labels and ``part``
   ``[start, end]`` a seeded fraction of the shuffled set (disjoint parts for unpaired A/B/test);
+  a folder with ``lazy: true`` is read from disk for every batch by ``workers`` threads
+  instead of being loaded into memory once;
 * any spec may add ``degrade: {name: GaussianNoise, sigma: 0.3}`` (see
   :mod:`otmap.data.degradations`): each batch is degraded on the fly, with fresh noise.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
-from otmap.data.samplers import Sampler, TensorSampler
+from otmap.data.samplers import DatasetSampler, Sampler, TensorSampler
 from otmap.data.toy import toy
 from otmap.errors import InputError
 
@@ -67,13 +71,38 @@ def load_dataset(dataset: str, classes: list[int] | None = None,
         if labels is None:
             raise InputError(f"dataset {dataset} has no labels to filter classes by")
         data = images.filter_classes(data, labels, classes)
+    return data if part is None else data[part_indices(len(data), part, seed)]
+
+
+def part_indices(n: int, part: tuple[float, float], seed: int = 0) -> torch.Tensor:
+    """The indices of the fraction ``part = (start, end)`` of a seeded shuffle of ``range(n)``
+    (disjoint parts for unpaired A/B/test splits)."""
+    start, end = (float(v) for v in part)
+    if not 0 <= start < end <= 1:
+        raise InputError(f"part must be [start, end] with 0 <= start < end <= 1, got {part}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[int(start * n): int(end * n)]
+
+
+def lazy_folder_sampler(params: dict, role: str) -> DatasetSampler:
+    """``{dataset: folder, root, size, lazy: true, workers: 8, part: [a, b]}``: the folder's
+    images read from disk for every batch by ``workers`` threads (default: one per core, at
+    most 8), for sets too large to hold in memory; optionally a seeded ``part`` of them."""
+    from otmap.data.images import ImageFolderDataset
+
+    params = dict(params)
+    if params.pop("dataset") != "folder":
+        raise InputError(f"{role}: lazy loading reads image folders (dataset: folder); the "
+                         "other datasets are loaded into memory")
+    workers = params.pop("workers", min(8, os.cpu_count() or 1))
+    part, seed = params.pop("part", None), params.pop("seed", 0)
+    try:
+        dataset = ImageFolderDataset(**params)
+    except TypeError as err:
+        raise InputError(f"{role}: {err}") from None
     if part is not None:
-        start, end = (float(v) for v in part)
-        if not 0 <= start < end <= 1:
-            raise InputError(f"part must be [start, end] with 0 <= start < end <= 1, got {part}")
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-        data = data[order[int(start * len(data)): int(end * len(data))]]
-    return data
+        dataset = Subset(dataset, part_indices(len(dataset), part, seed).tolist())
+    return DatasetSampler(dataset, name=role, workers=workers)
 
 
 class DegradedSampler:
@@ -119,6 +148,8 @@ def sampler_from_spec(spec: dict | str, role: str) -> Sampler:
                              "'unit_circle'")
         return UnitSphereProjection(sampler)
     if "dataset" in params:
+        if params.pop("lazy", False):
+            return lazy_folder_sampler(params, role)
         return TensorSampler(load_dataset(**params), name=role)
     if "file" in params:
         extra = sorted(set(params) - {"file"})
