@@ -86,3 +86,30 @@ def test_compiled_networks_train_and_save_plain_state_dicts(gaussian2d, small_fi
     assert not any("_orig_mod" in k for k in result.map.state_dict())
     loaded = otmap.load(tmp_path / "run")
     assert torch.allclose(loaded.transport(x[:64]), result.transport(x[:64]), atol=1e-5)
+
+
+def test_channels_last_auto_leaves_user_modules_alone():
+    assert acceleration.use_channels_last("auto", images=True)
+    assert not acceleration.use_channels_last("auto", images=True, custom_modules=True)
+    assert acceleration.use_channels_last(True, images=True, custom_modules=True)
+
+
+def test_a_batch_normalised_potential_is_refused():
+    from otmap.maps import DeterministicMap
+
+    f = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.BatchNorm1d(8),
+                            torch.nn.Linear(8, 1), torch.nn.Flatten(0))
+    with pytest.raises(InputError, match="batch normalisation"):
+        otmap.NeuralOT(DeterministicMap(torch.nn.Linear(2, 2)), f, otmap.StrongQuadratic())
+
+
+@pytest.mark.parametrize("command", [["bench", "gaussian", "--dim", "2"],
+                                     ["sweep", "not-toy-moons-square"],
+                                     ["bench", "speed"]])
+def test_single_process_commands_refuse_torchrun(monkeypatch, capsys, command):
+    from otmap.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(command) == 2
+    assert "only `otmap train` runs under torchrun" in capsys.readouterr().err

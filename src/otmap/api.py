@@ -156,7 +156,9 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         max(DEFAULT_WEAK_SAMPLES, cost_obj.min_samples) if transport_map.stochastic else 1)
     ranks, dev = distributed.setup(config.device)
     images = len(target_shape) == 3
-    channels_last = acceleration.use_channels_last(config.channels_last, images)
+    channels_last = acceleration.use_channels_last(
+        config.channels_last, images,
+        custom_modules=isinstance(map, nn.Module) or isinstance(potential, nn.Module))
     if channels_last:
         acceleration.to_channels_last(transport_map, f)
     if dev.type == "cuda":

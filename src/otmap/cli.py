@@ -70,11 +70,20 @@ def _recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _single_process(command: str) -> None:
+    from otmap.train.distributed import Ranks
+
+    if Ranks.from_env().distributed:
+        raise OTMapError(f"`otmap {command}` runs in one process; only `otmap train` runs under "
+                         "torchrun")
+
+
 def _bench(args: argparse.Namespace) -> int:
     from otmap.benchmarks.registry import benchmark_pair
     from otmap.config import RunConfig, TrainConfig
     from otmap.runner import run
 
+    _single_process("bench")
     steps = {} if args.steps is None else {"steps": args.steps}
     train = TrainConfig(seed=args.seed, device=args.device, **steps)
     config = RunConfig(name=f"bench-{args.pair}-{args.dim}",
@@ -97,6 +106,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _speed(args: argparse.Namespace) -> int:
     from otmap.benchmarks.speed import main as speed_main
 
+    _single_process("bench speed")
     return speed_main(args)
 
 
@@ -104,6 +114,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from otmap.recipes import load_run_config
     from otmap.sweep import gamma_sweep
 
+    _single_process("sweep")
     config = load_run_config(args.recipe, args.overrides)
     try:
         gammas = [float(g) for g in args.gammas.split(",")]

@@ -74,10 +74,13 @@ class StochasticMap(TransportMap):
     def noise(self, x: Tensor) -> Tensor:
         """Fresh noise for a batch ``x`` (on x's device and dtype)."""
         if self.inject == "channels":
-            shape = (x.shape[0], self.noise_dim, *x.shape[2:])
-        else:
-            shape = (x.shape[0], self.noise_dim)
-        return torch.randn(shape, device=x.device, dtype=x.dtype) * self.noise_std
+            z = torch.randn((x.shape[0], self.noise_dim, *x.shape[2:]), device=x.device,
+                            dtype=x.dtype)
+            if x.is_contiguous(memory_format=torch.channels_last):  # concatenate in x's layout
+                z = z.contiguous(memory_format=torch.channels_last)
+            return z * self.noise_std
+        return torch.randn((x.shape[0], self.noise_dim), device=x.device,
+                           dtype=x.dtype) * self.noise_std
 
     def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
         """``T(x, z)`` for one noise per input (fresh noise when ``z`` is None)."""

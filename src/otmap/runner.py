@@ -15,7 +15,7 @@ from otmap.data.specs import sampler_from_spec
 from otmap.errors import InputError
 from otmap.restoration import HeldOutSet
 from otmap.result import TransportResult
-from otmap.train.distributed import Ranks
+from otmap.train.distributed import Ranks, shutdown
 
 
 def free_run_dir(root: str | Path, name: str) -> Path:
@@ -61,7 +61,9 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
                          "benchmark": config.benchmark, "test": config.test}, **train)
     summary = {"name": config.name, "steps": config.train.steps,
                "seconds": round(time.perf_counter() - start, 2)}
-    if not Ranks.from_env().is_main:  # under torchrun rank 0 scores and writes
+    ranks = Ranks.from_env()
+    shutdown()  # every rank is done training: rank 0 scores alone, nobody waits on it
+    if not ranks.is_main:
         return result, summary
     if pair is not None:
         summary.update(pair.score(result.transport, n=4096))

@@ -67,7 +67,9 @@ class NeuralOT(nn.Module):
         gradient_optimality: weight of OTM's gradient-optimality term in the potential loss,
             ``|| mean_b grad f(T(x_b)) - mean_b grad_y c(Q(x_b), y)|_{y=T(x_b)} ||``: at an
             optimal map each T(x) is a stationary point of ``c(Q(x), .) - f``. (The reference
-            code compares with ``Q(x)`` and mis-scales by D; this form holds for every cost.)
+            code compares with ``Q(x)`` and mis-scales by D; this form holds for every strong
+            cost.) Under torchrun each process takes the norm of its own batch's means, so N
+            processes estimate it from N smaller batches.
         gradient_penalty: weight of a WGAN-style penalty ``mean_b (|grad f(y_hat_b)| - 1)^2``
             on interpolates ``y_hat = eta y + (1 - eta) T(x)``, ``eta ~ U(0, 1)`` per sample
             (OTM-GP; the gradient is per sample, not of the batch mean).
@@ -92,6 +94,10 @@ class NeuralOT(nn.Module):
         if not transport_map.stochastic and max(num_samples, potential_samples) != 1:
             raise InputError("a deterministic map takes num_samples=1 and potential_samples=1; "
                              "a weak cost needs a StochasticMap")
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in potential.modules()):
+            raise InputError("the potential has batch normalisation, so f(y) would depend on "
+                             "the other samples of its batch: use norm='none', 'instance' or "
+                             "'group' (OT potentials are functions of one sample)")
         if gradient_optimality and cost.min_samples > 1:
             raise InputError("gradient_optimality is OTM's stationarity condition for strong "
                              f"costs; {type(cost).__name__} is a weak cost: use "
@@ -138,10 +144,10 @@ class NeuralOT(nn.Module):
         with self._autocast(x):
             ys = self._trained["map"](x, self.num_samples).float()
             b, k = ys.shape[:2]
-            with torch.no_grad():
-                qx = self.embedding(x)
-            cost = self.cost(qx, ys)
             f_t = self.potential(ys.reshape(b * k, *ys.shape[2:])).float().view(b, k).mean(1)
+        with torch.no_grad():
+            qx = self.embedding(x)
+        cost = self.cost(qx, ys)  # float32, outside autocast
         return (cost - f_t).mean(), {"cost": cost.mean().detach()}
 
     def potential_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from otmap.data.samplers import to_device_async
 from otmap.errors import InputError
 
 __all__ = [
@@ -164,7 +165,7 @@ class Mask(Degradation):
             size = (n, self.n_boxes, 1, 1)
             top = torch.randint(0, h - bh + 1, size, generator=generator, device=rng_device)
             left = torch.randint(0, w - bw + 1, size, generator=generator, device=rng_device)
-            top, left = top.to(device), left.to(device)
+            top, left = to_device_async(top, device), to_device_async(left, device)
         inside = (rows >= top) & (rows < top + bh) & (cols >= left) & (cols < left + bw)
         return inside.any(dim=1, keepdim=True)
 

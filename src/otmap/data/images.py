@@ -579,6 +579,7 @@ def load_image_folder(
                 exc = pixels
                 reason = f"{str(path)} ({type(exc).__name__}: {exc})"
                 if on_error == "raise":
+                    pool.shutdown(cancel_futures=True)
                     raise InputError(
                         f"cannot read image file {reason}: remove or repair it, or pass "
                         "on_error='skip' to skip unreadable files"

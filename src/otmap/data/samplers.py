@@ -121,6 +121,16 @@ def check_samples(x: Any, name: str) -> Tensor:
     return _validate(x, name, min_samples=2)
 
 
+def to_device_async(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` on ``device``; a CPU tensor bound for a GPU goes through pinned memory without
+    blocking the host (a pageable copy would synchronise the stream)."""
+    if t.device == device:
+        return t
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def _index_device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
@@ -142,7 +152,7 @@ class TensorSampler:
         """Return ``[n, *shape]`` rows drawn uniformly at random with replacement."""
         n = _check_count(n)
         idx = torch.randint(len(self), (n,), generator=generator, device=_index_device(generator))
-        return self.data[idx.to(self.data.device)]
+        return self.data[to_device_async(idx, self.data.device)]
 
 
 class CallableSampler:
@@ -215,6 +225,9 @@ class DatasetSampler:
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pool": None}  # threads are not copied: a copy starts its own
 
     def __repr__(self) -> str:
         return f"DatasetSampler({type(self.dataset).__name__}, N={len(self)}, shape={self.shape})"

@@ -125,6 +125,7 @@ def shutdown() -> None:
 
 def launch_command(nproc: int, argv: list[str]) -> list[str]:
     """The command that runs ``python -m otmap ARGV`` in ``nproc`` local processes under
-    torchrun (``torch.distributed.run``), with one CPU thread each on a CPU-only machine."""
+    torchrun (``torch.distributed.run``; it gives each process one CPU thread unless
+    ``OMP_NUM_THREADS`` is set)."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={nproc}", "-m", "otmap", *argv]

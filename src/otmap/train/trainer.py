@@ -108,8 +108,11 @@ class Trainer:
         rng = data.get("rng") or {}
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        cuda_state = rng.get("cuda")
+        if isinstance(cuda_state, list):  # older checkpoints: one state per visible GPU
+            cuda_state = cuda_state[0] if cuda_state else None
+        if cuda_state is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_state, self.device)
         # drop the rows logged after the checkpoint so the log equals an uninterrupted run's
         step = self.solver.step
         path = self.run_dir / "metrics.jsonl"
@@ -133,7 +136,8 @@ class Trainer:
         data = self.result.checkpoint()
         data["training"] = self.solver.training_state()
         data["rng"] = {"torch": torch.get_rng_state(),
-                       "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+                       "cuda": (torch.cuda.get_rng_state(self.device)
+                                if self.device.type == "cuda" else None)}
         atomic_save(data, self.checkpoint_path)
 
     # -- loop ---------------------------------------------------------------------------------
