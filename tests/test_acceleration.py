@@ -8,7 +8,7 @@ import torch
 import otmap
 from otmap.data import TensorSampler
 from otmap.data.images import load_digits
-from otmap.data.samplers import keep_on_device
+from otmap.data.samplers import on_device
 from otmap.data.specs import DegradedSampler
 from otmap.errors import InputError
 from otmap.metrics import l2_uvp
@@ -67,14 +67,14 @@ def test_channels_last_changes_the_layout_not_the_training():
     assert torch.allclose(runs[True].transport(fresh), runs[False].transport(fresh), atol=1e-4)
 
 
-def test_keep_on_device_moves_the_data_behind_wrapping_samplers():
+def test_on_device_copies_the_data_behind_wrapping_samplers():
     base = TensorSampler(torch.randn(10, 3, dtype=torch.float32))
     wrapped = DegradedSampler(base, lambda x: x + 1)
-    keep_on_device(wrapped, torch.device("meta"))
-    assert base.data.device.type == "meta"
+    moved = on_device(wrapped, torch.device("meta"))
+    assert isinstance(moved, DegradedSampler) and moved.base.data.device.type == "meta"
+    assert base.data.device.type == "cpu" and wrapped.base is base  # the caller's: untouched
     small = TensorSampler(torch.randn(10, 3))
-    keep_on_device(small, torch.device("meta"), max_bytes=8)  # too large: stays
-    assert small.data.device.type == "cpu"
+    assert on_device(small, torch.device("meta"), max_bytes=8) is small  # too large: stays
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from torch import nn
 from otmap.config import TrainConfig, _check_keys
 from otmap.costs import Cost, FromCallable, build_cost
 from otmap.data import Sampler, ToySampler, as_sampler, check_samples
-from otmap.data.samplers import keep_on_device
+from otmap.data.samplers import on_device
 from otmap.embeddings import build_embedding
 from otmap.errors import InputError
 from otmap.maps import DeterministicMap, StochasticMap, TransportMap
@@ -162,8 +162,7 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     if channels_last:
         acceleration.to_channels_last(transport_map, f)
     if dev.type == "cuda":
-        keep_on_device(source_s, dev)
-        keep_on_device(target_s, dev)
+        source_s, target_s = on_device(source_s, dev), on_device(target_s, dev)
     solver = NeuralOT(
         transport_map.to(dev), f.to(dev), cost_obj,
         embedding=embedding.to(dev) if embedding is not None else None,

@@ -6,6 +6,7 @@ explicitly, so saving/restoring ``torch.get_rng_state()`` makes training exactly
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ __all__ = [
     "check_samples",
     "as_sampler",
     "sample_shape",
-    "keep_on_device",
+    "on_device",
 ]
 
 _MAX_REPORTED_ROWS = 5
@@ -277,14 +278,21 @@ def as_sampler(obj: Any, name: str = "samples") -> Sampler:
     )
 
 
-def keep_on_device(sampler: Sampler, device: torch.device, max_bytes: int = 2**31) -> None:
-    """Move the in-memory data set behind ``sampler`` (a :class:`TensorSampler`, possibly
-    wrapped by samplers with a ``.base``) to ``device``, when it takes at most ``max_bytes``:
-    batches are then gathered there, without a host-to-device copy per step."""
-    while sampler is not None:
-        if isinstance(sampler, TensorSampler) and sampler.data.nbytes <= max_bytes:
-            sampler.data = sampler.data.to(device)
-        sampler = getattr(sampler, "base", None)
+def on_device(sampler: Sampler, device: torch.device, max_bytes: int = 2**31) -> Sampler:
+    """A copy of ``sampler`` whose in-memory data set (a :class:`TensorSampler`, possibly
+    wrapped by samplers with a ``.base``) lives on ``device`` when it takes at most
+    ``max_bytes``: batches are then gathered there, without a host-to-device copy per step.
+    The caller's sampler is left as it was."""
+    base = getattr(sampler, "base", None)
+    if isinstance(sampler, TensorSampler) and sampler.data.nbytes <= max_bytes:
+        moved = copy.copy(sampler)
+        moved.data = sampler.data.to(device)
+        return moved
+    if base is None:
+        return sampler
+    wrapper = copy.copy(sampler)
+    wrapper.base = on_device(base, device, max_bytes)
+    return wrapper
 
 
 def sample_shape(sampler: Sampler) -> tuple[int, ...]:
