@@ -56,7 +56,6 @@ def _train(args: argparse.Namespace) -> int:
     if main_rank:
         print(f"run folder: {run_dir} (plots in {run_dir}/plots)", file=sys.stderr)
         print(json.dumps(summary))
-    distributed.shutdown()
     return 0
 
 

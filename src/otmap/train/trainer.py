@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from otmap.checkpoint import CHECKPOINT_NAME, atomic_save, read_checkpoint
 from otmap.config import TrainConfig
 from otmap.data import Sampler
+from otmap.data.samplers import to_device_async
 from otmap.diagnostics import FAKE_SOLUTION_ADVICE, OscillationDetector
 from otmap.errors import CheckpointError, InputError, TrainingDivergedError
 from otmap.metrics import energy_distance, transport_cost
@@ -145,15 +146,12 @@ class Trainer:
         """``() -> [batch_size, *shape]`` on the device (image batches in the nets' memory
         format; CPU batches pinned for an asynchronous copy to a GPU)."""
         n, device, fmt = self.config.batch_size, self.device, self.memory_format
-        pin = device.type == "cuda"
 
         def draw() -> Tensor:
             x = sampler.sample(n)
             if x.dim() == 4:
                 x = x.contiguous(memory_format=fmt)
-            if pin and x.device.type == "cpu":
-                x = x.pin_memory()
-            return x.to(device, non_blocking=True)
+            return to_device_async(x, device)
 
         return draw
 
