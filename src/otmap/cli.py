@@ -1,4 +1,5 @@
-"""The ``otmap`` command line: ``train``, ``recipes``, ``bench``."""
+"""The ``otmap`` command line: ``train``, ``recipes``, ``bench``, ``sweep``, ``sample``, ``eval``,
+``apply``."""
 
 from __future__ import annotations
 
@@ -77,28 +78,57 @@ def _single_process(command: str) -> None:
                          "torchrun")
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench_one(args: argparse.Namespace, dim: int) -> dict:
+    """Fit one ground-truth pair with ``otmap.fit``'s defaults; its summary with the forward
+    (and, for quadratic costs, inverse) scores and the linear baseline's."""
     from otmap.benchmarks.registry import benchmark_pair
     from otmap.config import RunConfig, TrainConfig
     from otmap.runner import run
 
-    _single_process("bench")
     steps = {} if args.steps is None else {"steps": args.steps}
     train = TrainConfig(seed=args.seed, device=args.device, **steps)
-    config = RunConfig(name=f"bench-{args.pair}-{args.dim}",
-                       benchmark={"name": args.pair, "dim": args.dim, "seed": args.seed},
-                       train=train)
-    _, summary = run(config, args.out, progress=not args.quiet)
-    pair = benchmark_pair(args.pair, args.dim, args.seed)
+    spec = {"name": args.pair, "dim": dim, "seed": args.seed}
+    if getattr(args, "root", None) is not None:
+        spec["root"] = args.root
+    out = args.out if args.out is None or not getattr(args, "all", False) else f"{args.out}/{dim}"
+    config = RunConfig(name=f"bench-{args.pair}-{dim}", benchmark=spec, train=train)
+    _, summary = run(config, out, progress=not args.quiet)
+    pair = benchmark_pair(**spec)
     baseline = pair.baseline_scores()["bures"]
-    summary.update({"pair": args.pair, "dim": args.dim,
+    summary.update({"pair": args.pair, "dim": dim,
                     "bures_l2_uvp": baseline["l2_uvp"], "bures_cos": baseline["cos"]})
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{args.pair} dim {args.dim}: L2-UVP {summary['l2_uvp']:.3f}%  "
-              f"cos {summary['cos']:.4f}  ({summary['steps']} steps, {summary['seconds']:.0f} s)"
-              f"; linear (Bures) baseline L2-UVP {baseline['l2_uvp']:.3f}%")
+    return summary
+
+
+def _bench_line(summary: dict) -> str:
+    inverse = (f"  inverse L2-UVP {summary['inverse_l2_uvp']:.3f}%"
+               if "inverse_l2_uvp" in summary else "")
+    return (f"{summary['pair']} dim {summary['dim']}: L2-UVP {summary['l2_uvp']:.3f}%  "
+            f"cos {summary['cos']:.4f}{inverse}  ({summary['steps']} steps, "
+            f"{summary['seconds']:.0f} s); linear (Bures) baseline L2-UVP "
+            f"{summary['bures_l2_uvp']:.3f}%")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    _single_process("bench")
+    if getattr(args, "all", False):
+        from otmap.benchmarks.w2b import DIMS, published_table
+
+        if args.dim is not None:
+            raise OTMapError("--all runs every dimension; drop --dim")
+        rows = []
+        for dim in DIMS:
+            rows.append(_bench_one(args, dim))
+            print(_bench_line(rows[-1]), file=sys.stderr)
+        print(published_table(rows))
+        if args.json:
+            print(json.dumps({"pair": args.pair, "runs": rows}))
+        return 0
+    if args.dim is None:
+        raise OTMapError(f"say which dimension: otmap bench {args.pair} --dim D"
+                         + (" (or --all)" if args.pair == "w2b" else ""))
+    summary = _bench_one(args, args.dim)
+    print(json.dumps(summary) if args.json else _bench_line(summary))
     return 0
 
 
@@ -238,10 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks: ground-truth pairs, training speed")
     kinds = bench.add_subparsers(dest="pair", required=True)
-    for pair in ("gaussian", "brenier"):
-        p = kinds.add_parser(pair, help=f"fit the {pair} ground-truth pair with the defaults "
-                                        "and score it (L2-UVP, cos)")
-        p.add_argument("--dim", type=int, required=True)
+    helps = {"gaussian": "a Gaussian pair (closed-form affine map)",
+             "brenier": "a Gaussian mixture pushed by a known convex potential's gradient",
+             "w2b": "the continuous Wasserstein-2 benchmark's Mix3toMix10 pairs"}
+    for pair, text in helps.items():
+        p = kinds.add_parser(pair, help=f"fit {text} with otmap.fit's defaults and score it "
+                                        "(L2-UVP, cos, both directions)")
+        p.add_argument("--dim", type=int, default=None)
+        if pair == "w2b":
+            p.add_argument("--root", default=None,
+                           help="folder with the benchmark's {D}_v1.pt/{D}_v2.pt files "
+                                "(default: $OTMAP_W2B_DIR, else ~/.cache/otmap/w2b)")
+            p.add_argument("--all", action="store_true",
+                           help="every D = 2 ... 128, with the paper's published table")
         p.add_argument("--steps", type=int, default=None)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="auto")

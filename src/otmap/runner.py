@@ -67,6 +67,9 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
         return result, summary
     if pair is not None:
         summary.update(pair.score(result.transport, n=4096))
+        if result.invertible:
+            inverse = pair.score_inverse(result.inverse, n=4096)
+            summary.update({f"inverse_{k}": v for k, v in inverse.items()})
     if test is not None:
         n = config.train.eval_samples
         summary.update(test.evaluate(result, source.sample(n), target.sample(n)))

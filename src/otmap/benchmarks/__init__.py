@@ -1,4 +1,5 @@
-"""Ground-truth OT benchmark pairs (known quadratic-cost OT maps) and the Bures baseline."""
+"""Ground-truth OT benchmark pairs (known quadratic-cost OT maps: Gaussian, Brenier and the
+continuous Wasserstein-2 benchmark's) and the Bures baseline."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from otmap.benchmarks.gaussian import (
     Sampler,
     gaussian_ot_map,
 )
+from otmap.benchmarks.w2b import W2BenchmarkPair
 
 __all__ = [
     "BenchmarkPair",
@@ -22,5 +24,6 @@ __all__ = [
     "GaussianSampler",
     "PushforwardSampler",
     "Sampler",
+    "W2BenchmarkPair",
     "gaussian_ot_map",
 ]

@@ -95,7 +95,7 @@ class BrenierPair(BenchmarkPair):
         target = PushforwardSampler(source, self.true_map)
         fixed = torch.Generator().manual_seed(seed)
         variance = target.sample(VARIANCE_SAMPLES, fixed).double().var(dim=0).sum().item()
-        super().__init__(source, target, variance)
+        super().__init__(source, target, variance, covariance.trace().item())
 
     def _parameters(self, x: Tensor) -> tuple[Tensor, ...]:
         names = ("A", "directions", "thresholds", "widths", "slopes")

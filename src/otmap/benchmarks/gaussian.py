@@ -193,22 +193,28 @@ def _map_device(map_fn: MapFn) -> torch.device | None:
 class BenchmarkPair(abc.ABC):
     """Source/target samplers with a known OT map ``true_map`` (quadratic cost).
 
-    Attributes: ``source``, ``target`` (samplers), ``dim``, ``shape = (dim,)`` and
-    ``target_variance`` = Var(nu) = tr Cov(nu), the L2-UVP normaliser.
+    Attributes: ``source``, ``target`` (samplers), ``dim``, ``shape = (dim,)``,
+    ``target_variance`` = Var(nu) = tr Cov(nu), the forward L2-UVP normaliser, and
+    ``source_variance`` = Var(mu), the inverse direction's.
     """
 
-    def __init__(self, source: Sampler, target: Sampler, target_variance: float) -> None:
+    def __init__(self, source: Sampler, target: Sampler, target_variance: float,
+                 source_variance: float) -> None:
         self.source = source
         self.target = target
         self.dim = source.dim
         self.shape = source.shape
         self.target_variance = float(target_variance)
+        self.source_variance = float(source_variance)
 
     @abc.abstractmethod
     def true_map(self, x: Tensor) -> Tensor:
         """The OT map T*(x) for x [n, dim]; returns [n, dim] in x's dtype and device."""
 
-    def _scores(self, x: Tensor, truth: Tensor, map_fn: MapFn, batch_size: int) -> dict:
+    def _scores(self, x: Tensor, truth: Tensor, map_fn: MapFn, batch_size: int,
+                variance: float | None = None) -> dict:
+        """L2-UVP (normalised by ``variance``, default Var(nu)) and cos of ``map_fn(x)`` against
+        ``truth``; cos measures displacements from ``x``."""
         device = _map_device(map_fn)
         outputs = []
         with torch.no_grad():
@@ -222,7 +228,8 @@ class BenchmarkPair(abc.ABC):
                 f"{list(predicted.shape)}."
             )
         return {
-            "l2_uvp": l2_uvp(predicted, truth, self.target_variance),
+            "l2_uvp": l2_uvp(predicted, truth,
+                             self.target_variance if variance is None else variance),
             "cos": cos(x, predicted, truth),
         }
 
@@ -240,6 +247,19 @@ class BenchmarkPair(abc.ABC):
         """
         x = self.source.sample(n, generator)
         return self._scores(x, self.true_map(x), map_fn, batch_size)
+
+    def score_inverse(
+        self,
+        map_fn: MapFn,
+        n: int = 4096,
+        generator: torch.Generator | None = None,
+        batch_size: int = 1024,
+    ) -> dict:
+        """{"l2_uvp", "cos"} of an inverse map ``map_fn(y) ~ x`` on y = T*(x), x ~ mu:
+        ``100 E|S(y) - x|^2 / Var(mu)`` and the cosine of the displacements from y (the
+        W2 benchmark's inverse scores)."""
+        x = self.source.sample(n, generator)
+        return self._scores(self.true_map(x), x, map_fn, batch_size, self.source_variance)
 
     def baseline_scores(
         self, n_fit: int = 20000, n: int = 4096, generator: torch.Generator | None = None
@@ -282,7 +302,7 @@ class GaussianPair(BenchmarkPair):
         self.A, self.b = gaussian_ot_map(self.mean_s, self.cov_s, self.mean_t, self.cov_t)
         source = GaussianSampler(self.mean_s, self.cov_s)
         target = PushforwardSampler(source, self.true_map)
-        super().__init__(source, target, self.cov_t.trace().item())
+        super().__init__(source, target, self.cov_t.trace().item(), self.cov_s.trace().item())
 
     def true_map(self, x: Tensor) -> Tensor:
         """T*(x) = x @ A.T + b, computed in float64 and returned in x's dtype and device."""
