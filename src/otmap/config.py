@@ -18,14 +18,15 @@ from otmap.errors import InputError
 @dataclass
 class TrainConfig:
     """Options of the solver and the training loop (one *step* = ``k_map`` map updates and one
-    potential update). The defaults are the ones ``otmap.fit`` uses for vector data.
+    potential update). The defaults are the ones ``otmap.fit`` uses for vector data;
+    ``k_map=None`` is chosen from the map (see :func:`otmap.api.default_k_map`).
 
     ``batch_size`` is per process under torchrun; ``precision``, ``channels_last`` and
     ``compile`` are the speed options of :mod:`otmap.train.acceleration`."""
 
     steps: int = 3000
     batch_size: int = 256
-    k_map: int = 5
+    k_map: int | None = None
     num_samples: int | None = None
     potential_all_samples: bool = False
     lr_map: float = 1e-3
@@ -52,7 +53,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "k_map", "num_samples", "log_every", "eval_every",
                      "checkpoint_every", "eval_samples"):
             value = getattr(self, name)
-            if value is None and name == "num_samples":
+            if value is None and name in ("num_samples", "k_map"):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"train.{name} must be a positive integer, got {value!r}")

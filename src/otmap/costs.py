@@ -56,6 +56,16 @@ class Cost:
     def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def inverse(self, y: Tensor, grad_f: Tensor) -> Tensor:
+        """The input ``x`` at which ``y`` is optimal, ``grad_y c(x, y) = grad f(y)`` (the
+        map step's stationarity condition), for costs where it has one solution."""
+        raise InputError(f"{type(self).__name__} has no closed-form inverse map; inverse() "
+                         "needs StrongQuadratic or InnerProduct")
+
+    def _per_coordinate(self, y: Tensor) -> float:
+        """``D / scale`` for ``"mean"``, ``1 / scale`` for ``"sum"``: undoes the reduction."""
+        return (y[0].numel() if self.reduction == "mean" else 1) / self.scale
+
     def set_step(self, step: int) -> None:
         """Advance scheduled parameters (e.g. gamma) to training step ``step``."""
 
@@ -88,6 +98,10 @@ class StrongQuadratic(Cost):
     def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
         return 0.5 * self.reduce((ys - x.unsqueeze(1)) ** 2, 2).mean(1)
 
+    def inverse(self, y: Tensor, grad_f: Tensor) -> Tensor:
+        """``x = y - grad f(y)`` (times ``D / scale`` or ``1 / scale``)."""
+        return y - self._per_coordinate(y) * grad_f
+
 
 class InnerProduct(Cost):
     """OTM's form ``c(x, y) = -<x, y>``: the same optimal maps as the quadratic cost
@@ -95,6 +109,11 @@ class InnerProduct(Cost):
 
     def estimate(self, x: Tensor, ys: Tensor) -> Tensor:
         return -self.reduce(ys * x.unsqueeze(1), 2).mean(1)
+
+    def inverse(self, y: Tensor, grad_f: Tensor) -> Tensor:
+        """``x = -grad f(y)`` (times ``D / scale`` or ``1 / scale``): here ``-f`` is the
+        convex Brenier potential of the inverse map."""
+        return -self._per_coordinate(y) * grad_f
 
 
 class WeakQuadratic(Cost):

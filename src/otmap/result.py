@@ -22,14 +22,17 @@ class TransportResult:
     """A fitted transport map.
 
     ``transport(x)`` maps ``[n, *source_shape]`` to ``[n, *target_shape]`` (one noise draw per
-    input for a stochastic map); ``transport(x, num_samples=k)`` gives ``[n, k, *target_shape]``.
+    input for a stochastic map); ``transport(x, num_samples=k)`` gives ``[n, k, *target_shape]``;
+    ``inverse(y)`` maps target samples back through the potential (quadratic costs).
     """
 
     def __init__(self, transport_map: TransportMap, *, cost: Cost | None,
                  source_shape: tuple[int, ...], target_shape: tuple[int, ...],
                  embedding: nn.Module | None = None, config: dict | None = None,
-                 training: dict | None = None, run_dir: str | Path | None = None) -> None:
+                 training: dict | None = None, run_dir: str | Path | None = None,
+                 potential: nn.Module | None = None) -> None:
         self.map = transport_map
+        self.potential = potential
         self.cost = cost
         self.embedding = embedding
         self.source_shape, self.target_shape = tuple(source_shape), tuple(target_shape)
@@ -43,6 +46,8 @@ class TransportResult:
 
     def to(self, device: str | torch.device) -> TransportResult:
         self.map.to(device)
+        if self.potential is not None:
+            self.potential.to(device)
         return self
 
     def sample(self, n: int) -> Tensor:
@@ -83,6 +88,51 @@ class TransportResult:
 
     __call__ = transport
 
+    @property
+    def _saved_potential(self) -> nn.Module | None:
+        return self.potential if getattr(self.potential, "otmap_spec", None) else None
+
+    @property
+    def invertible(self) -> bool:
+        """Whether :meth:`inverse` applies: a potential, equal shapes without an embedding,
+        and a cost with a closed-form inverse (StrongQuadratic, InnerProduct)."""
+        return (self.potential is not None and self.embedding is None
+                and self.source_shape == self.target_shape and self.cost is not None
+                and type(self.cost).inverse is not Cost.inverse)
+
+    def inverse(self, y: Tensor, batch_size: int = 4096) -> Tensor:
+        """The inverse map ``S(y)`` ``[n, *target_shape] -> [n, *source_shape]`` from the potential:
+        the x whose optimal output is y, ``grad_y c(x, y) = grad f(y)``; for the quadratic
+        cost ``S(y) = y - grad f(y)`` (Brenier: at the optimum S = T^-1). Needs equal source and
+        target shapes without an embedding and a StrongQuadratic or InnerProduct cost."""
+        if self.potential is None:
+            raise InputError("this result holds no potential (a model saved before otmap kept "
+                             "it, or a custom map): inverse() needs the trained potential")
+        if self.embedding is not None or self.source_shape != self.target_shape:
+            raise InputError("inverse() needs a map between spaces of the same shape without an "
+                             f"embedding; this one maps {list(self.source_shape)} -> "
+                             f"{list(self.target_shape)}")
+        if self.cost is None:
+            raise InputError("inverse() needs the run's cost, which was not saved")
+        y = torch.as_tensor(y)
+        if tuple(y.shape[1:]) != self.target_shape or not y.is_floating_point():
+            raise InputError(f"inverse expects float inputs [n, "
+                             f"{', '.join(map(str, self.target_shape))}], got {tuple(y.shape)}")
+        if not bool(torch.isfinite(y).all()):
+            raise InputError("inverse got NaN or Inf inputs; remove those samples")
+        training = self.potential.training
+        self.potential.eval()
+        outputs = []
+        try:
+            for chunk in y.split(batch_size):
+                with torch.enable_grad():
+                    chunk = chunk.to(self.device, torch.float32).requires_grad_(True)
+                    grad = torch.autograd.grad(self.potential(chunk).sum(), chunk)[0]
+                outputs.append(self.cost.inverse(chunk.detach(), grad).to(y.device))
+        finally:
+            self.potential.train(training)
+        return torch.cat(outputs)
+
     def checkpoint(self) -> dict:
         """The checkpoint dict (see :mod:`otmap.checkpoint`)."""
         noise = ({"noise_dim": self.map.noise_dim, "noise_std": self.map.noise_std,
@@ -92,6 +142,10 @@ class TransportResult:
             "model": {
                 "map": module_record(self.map.net),
                 "map_state": self.map.state_dict(),
+                # a potential built from a spec (custom modules are not pickled into models)
+                "potential": module_record(self._saved_potential),
+                "potential_state": (None if self._saved_potential is None
+                                    else self._saved_potential.state_dict()),
                 "noise": noise,
                 "embedding": module_record(self.embedding),
                 "cost": _cost_record(self.cost),
@@ -145,6 +199,9 @@ def load(path: str | Path, device: str | torch.device = "cpu",
         transport_map = StochasticMap(net, **noise) if noise else DeterministicMap(net)
         transport_map.load_state_dict(model["map_state"])
         embedding = _rebuild(model.get("embedding"), "embedding", build_embedding)
+        potential = _rebuild(model.get("potential"), "potential")
+        if potential is not None:
+            potential.load_state_dict(model["potential_state"])
         cost_cfg = dict(model["cost"] or {})
         if "object" in cost_cfg:
             cost = cost_cfg["object"]
@@ -156,7 +213,7 @@ def load(path: str | Path, device: str | torch.device = "cpu",
             transport_map, cost=cost, embedding=embedding,
             source_shape=tuple(model["source_shape"]), target_shape=tuple(model["target_shape"]),
             config=data.get("config"), training=data.get("training"),
-            run_dir=Path(path) if Path(path).is_dir() else None,
+            run_dir=Path(path) if Path(path).is_dir() else None, potential=potential,
         )
     except (KeyError, TypeError, RuntimeError) as err:
         raise CheckpointError(f"{path}: the checkpoint is incomplete or damaged ({err})") from None

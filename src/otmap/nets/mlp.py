@@ -60,11 +60,12 @@ class _Scaled(nn.Module):
 class MapMLP(_Scaled):
     """A map ``R^d_in -> R^d_out``:
 
-    ``T(x) = x[:, :d_out] + s * (A x_n + b + mlp(x_n))`` when ``residual`` (the default when
-    ``d_in == d_out``; a stochastic map's input ``cat[x, z]`` also qualifies), else
-    ``T(x) = s * (A x_n + b + mlp(x_n))``, with ``x_n`` the standardised input and ``s`` the
-    target's coordinate std. The linear path learns the affine part of the map quickly and the
-    MLP the rest; both start at zero, so a residual map is the identity at initialisation.
+    ``T(x) = x[:, :d_out] + s * (A x_n + b + mlp(x_n))`` when ``residual`` (by default when
+    ``d_in == d_out``; pass ``residual=True`` for a stochastic map's input ``cat[x, z]``, whose
+    first ``d_out`` features are x: ``otmap.fit`` does), else ``T(x) = s * (A x_n + b +
+    mlp(x_n))``, with ``x_n`` the standardised input and ``s`` the target's coordinate std. The
+    linear path learns the affine part of the map quickly and the MLP the rest; both start at
+    zero, so a residual map is the identity x at initialisation.
     """
 
     def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256, 256),
