@@ -1,4 +1,5 @@
-"""Diagnostics of a training run: the fake-solution (oscillation) detector."""
+"""Diagnostics of a training run: the fake-solution (oscillation) detector and the divergence
+monitor (held-out fidelity drifting away from the best seen)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,48 @@ class OscillationDetector:
                     and flips >= len(diffs) / 2)
         self.fired = self.fired or swinging
         return swinging
+
+
+DIVERGENCE_ADVICE = (
+    "Remedies: lower lr_map and lr_potential (e.g. by 3x), raise k_map (the map must keep up "
+    "with the potential), set grad_clip, or train fewer steps"
+)
+
+
+def significantly_worse(value: float, best: float, factor: float = 2.0,
+                        margin: float = 0.5) -> bool:
+    """Whether a fidelity ratio ``value`` is clearly worse than ``best``: above ``factor`` times
+    it and more than ``margin`` above it (fidelity ratios near 1 move by ~0.1-0.3 from sampling
+    noise alone)."""
+    return value > factor * best and value - best > margin
+
+
+class DivergenceMonitor:
+    """Watches the held-out fidelity ratio (lower is better, ~1 perfect) of any map.
+
+    It fires when the fidelity has risen at each of the last ``rises`` evaluations and is now
+    :func:`significantly_worse` than the best seen: the map is drifting away from the target, not
+    just jittering. ``best`` and ``best_step`` name the best evaluation so far.
+    """
+
+    def __init__(self, rises: int = 3, factor: float = 2.0) -> None:
+        if rises < 1:
+            raise ValueError("rises must be at least 1")
+        self.values: deque[float] = deque(maxlen=rises + 1)
+        self.factor = factor
+        self.best, self.best_step = math.inf, -1
+        self.fired = False
+
+    def update(self, step: int, value: float) -> bool:
+        """Add the evaluation at ``step``; True when it shows divergence."""
+        if not math.isfinite(value):
+            self.values.append(math.inf)
+            return self.best < math.inf
+        if value < self.best:
+            self.best, self.best_step = value, step
+        self.values.append(value)
+        v = list(self.values)
+        rising = len(v) == self.values.maxlen and all(b > a for a, b in zip(v[:-1], v[1:]))
+        diverging = rising and significantly_worse(value, self.best, self.factor)
+        self.fired = self.fired or diverging
+        return diverging

@@ -10,6 +10,7 @@ A run folder holds::
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -22,11 +23,18 @@ import yaml
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from otmap.benchmarks.gaussian import BuresMap
 from otmap.checkpoint import CHECKPOINT_NAME, atomic_save, read_checkpoint
 from otmap.config import TrainConfig
 from otmap.data import Sampler
 from otmap.data.samplers import to_device_async
-from otmap.diagnostics import FAKE_SOLUTION_ADVICE, OscillationDetector
+from otmap.diagnostics import (
+    DIVERGENCE_ADVICE,
+    FAKE_SOLUTION_ADVICE,
+    DivergenceMonitor,
+    OscillationDetector,
+    significantly_worse,
+)
 from otmap.errors import CheckpointError, InputError, TrainingDivergedError
 from otmap.metrics import energy_distance, transport_cost
 from otmap.result import TransportResult
@@ -71,8 +79,11 @@ class Trainer:
         # a second, independent target sample: the fidelity ratio's reference
         y_ref = target.sample(n).to(self.device)
         self.energy_floor = energy_distance(y_ref, self.y_eval, unbiased=False)
+        self.linear_fidelity = self._linear_fidelity(y_ref)
         self.detector = OscillationDetector()
-        self._warned = False
+        self.monitor = DivergenceMonitor()
+        self._best_state: dict | None = None
+        self._warned: set[str] = set()
         if resume:
             self._resume()
         elif self.run_dir is not None:
@@ -119,9 +130,10 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
         self.rows = [r for r in map(json.loads, filter(None, lines)) if r["step"] <= step]
-        for row in self.rows:
+        for row in self.rows:  # the detectors continue from the logged evaluations
             if "fidelity" in row:
                 self.detector.update(row["fidelity"])
+                self.monitor.update(row["step"], row["fidelity"])
         barrier(self.ranks)  # every rank has read the checkpoint before rank 0 writes
         if self.ranks.is_main:
             path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
@@ -131,11 +143,13 @@ class Trainer:
         if self.ranks.distributed:
             torch.manual_seed(rank_seed(self.config.seed, self.ranks.rank, self.solver.step))
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, training: dict | None = None) -> None:
+        """Write the checkpoint: the result's model and the solver's ``training`` state
+        (default: the current one)."""
         if self.run_dir is None or not self.ranks.is_main:
             return
         data = self.result.checkpoint()
-        data["training"] = self.solver.training_state()
+        data["training"] = self.solver.training_state() if training is None else training
         data["rng"] = {"torch": torch.get_rng_state(),
                        "cuda": (torch.cuda.get_rng_state(self.device)
                                 if self.device.type == "cuda" else None)}
@@ -154,6 +168,78 @@ class Trainer:
             return to_device_async(x, device)
 
         return draw
+
+    @torch.no_grad()
+    def _linear_fidelity(self, y_fit: Tensor) -> float | None:
+        """Fidelity of the linear (Bures) OT map between Gaussians moment-matched to the
+        held-out source and a second target sample: the bar a deterministic vector map must
+        clear (None where it does not apply: stochastic maps, images, embeddings)."""
+        x, y = self.x_eval, self.y_eval
+        if (self.result.map.stochastic or x.dim() != 2 or x.shape != y.shape
+                or not isinstance(self.solver.embedding, torch.nn.Identity)):
+            return None
+        linear = BuresMap.fit(x.cpu().double(), y_fit.cpu().double())
+        tx = linear(x.cpu().double()).to(y.device, y.dtype)
+        return energy_distance(tx, y, unbiased=False) / self.energy_floor
+
+    def _warn(self, key: str, message: str) -> None:
+        """Print and warn once per kind of problem."""
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        tqdm.write(f"otmap: warning: {message}")
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def _watch_quality(self, out: dict[str, float]) -> None:
+        """Divergence of any map; keeps a copy of the best map seen."""
+        step, fidelity = self.solver.step, out["fidelity"]
+        if self.monitor.update(step, fidelity):
+            self._warn("diverging", (
+                f"the held-out fidelity rose at each of the last evaluations, to "
+                f"{fidelity:.3g} at step {step} from {self.monitor.best:.3g} at step "
+                f"{self.monitor.best_step}: the map is diverging; the best map seen is kept "
+                f"and returned if the run ends worse. {DIVERGENCE_ADVICE}"))
+        out["diverging"] = float(self.monitor.fired)
+        if self.linear_fidelity is not None:
+            out["linear_fidelity"] = self.linear_fidelity
+        if self.monitor.best_step == step:
+            self._best_state = {"step": step, "fidelity": fidelity,
+                                "map": _copy_state(self.result.map),
+                                "potential": _copy_state(self.solver.potential)}
+
+    def _restore_best(self, last: dict) -> None:
+        """Put the best map seen back into the result when the run's final evaluation ``last``
+        is clearly worse than it (rank 0 only: training is over)."""
+        best = self._best_state
+        if best is None or "fidelity" not in last or best["step"] == last["step"]:
+            return
+        if not significantly_worse(last["fidelity"], best["fidelity"]):
+            return
+        self.result.map.load_state_dict(best["map"])
+        self.solver.potential.load_state_dict(best["potential"])
+        message = (f"the run ended with fidelity {last['fidelity']:.3g}, clearly worse than "
+                   f"{best['fidelity']:.3g} at step {best['step']}: the map of step "
+                   f"{best['step']} is returned (and saved as the run's model); the training "
+                   f"state of the last step stays in the checkpoint. {DIVERGENCE_ADVICE}")
+        self._warn("restored", message)
+        last["restored_step"] = best["step"]
+
+    def _check_returned_map(self, last: dict) -> None:
+        """The map a user takes home against the linear OT map between moment-matched
+        Gaussians (judged at the end only: mid-run, a map already far more accurate than the
+        linear one can still have a worse pushforward, as on the W2 benchmark at D = 64)."""
+        if self.linear_fidelity is None or "fidelity" not in last:
+            return
+        fidelity = (self._best_state["fidelity"] if "restored_step" in last
+                    else last["fidelity"])
+        last["worse_than_linear"] = float(fidelity > self.linear_fidelity)
+        if last["worse_than_linear"]:
+            self._warn("worse_than_linear", (
+                f"the returned map's pushforward is farther from the target (fidelity "
+                f"{fidelity:.3g}) than that of the linear OT map between moment-matched "
+                f"Gaussians ({self.linear_fidelity:.3g}): the map has not learned the "
+                f"transport. Train longer (steps), raise k_map, or lower the learning rates; "
+                f"otmap.benchmarks.BuresMap.fit(x, y) is that linear map"))
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -178,11 +264,10 @@ class Trainer:
         if self.evaluator is not None:
             out.update(self.evaluator(self.result, self.x_eval, self.y_eval))
         if self.result.map.stochastic:  # fake solutions are a weak-cost failure
-            if self.detector.update(out["fidelity"]) and not self._warned:
-                self._warned = True
-                tqdm.write(f"otmap: warning: {FAKE_SOLUTION_ADVICE}")
-                warnings.warn(FAKE_SOLUTION_ADVICE, RuntimeWarning, stacklevel=3)
+            if self.detector.update(out["fidelity"]):
+                self._warn("oscillating", FAKE_SOLUTION_ADVICE)
             out["oscillating"] = float(self.detector.fired)
+        self._watch_quality(out)
         return out
 
     def run(self) -> TransportResult:
@@ -192,6 +277,7 @@ class Trainer:
                    desc=self.record.get("name", "otmap"), dynamic_ncols=True)
         start = time.perf_counter() - (self.rows[-1]["time"] if self.rows else 0.0)
         last_good = solver.step
+        training = None  # the last step's training state, once the best map is restored
         while solver.step < cfg.steps:
             stats = solver.train_step(sample_x, sample_y)
             step = solver.step
@@ -208,18 +294,22 @@ class Trainer:
             if log and self.ranks.is_main:
                 if step % cfg.eval_every == 0 or final:
                     row.update(self.evaluate())
+                if final:
+                    training = copy.deepcopy(solver.training_state())
+                    self._restore_best(row)
+                    self._check_returned_map(row)
                 row["time"] = time.perf_counter() - start
                 self._log(row)
                 bar.set_postfix({k: f"{row[k]:.4g}" for k in
                                  ("loss_map", "cost", "fidelity", "l2_uvp") if k in row})
             if save:
-                self.save_checkpoint()
+                self.save_checkpoint(training)
                 last_good = step
                 if not final:
                     self._reseed()
             bar.update(1)
         bar.close()
-        self.result.training = solver.training_state()
+        self.result.training = training or solver.training_state()
         if self.run_dir is not None and self.ranks.is_main:
             self.plot()
         barrier(self.ranks)
@@ -273,3 +363,8 @@ class Trainer:
             plots.plot_stochastic_2d(x, txz, y, folder / "transport.png", title=name)
         else:
             plots.plot_transport_2d(x, tx, y, folder / "transport.png", title=name)
+
+
+def _copy_state(module: torch.nn.Module) -> dict[str, Tensor]:
+    """A detached copy of ``module``'s state dict."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
