@@ -40,8 +40,9 @@ def test_monitor_silent_on_converging_runs():
     assert fires([3.59, 2.82, 1.80, 3.36, 0.86, 2.57, 1.50, 0.79, 0.87, 0.72, 0.49, 0.57]) == []
     # sequences it was not built on: noisy convergence to a floor of 1, slow drifts upward
     rng = random.Random(0)
-    for _ in range(200):
-        values = [1 + 5 * math.exp(-i / 3) + abs(rng.gauss(0, 0.15)) for i in range(20)]
+    for _ in range(200):  # convergence with noise of up to ~30 % of the value
+        values = [(1 + 5 * math.exp(-i / 3)) * (1 + abs(rng.gauss(0, 0.15)))
+                  for i in range(20)]
         assert fires(values) == []
     assert fires([1.0, 1.05, 1.1, 1.15, 1.2, 1.25]) == []   # rising, but not clearly worse
     assert fires([1.0, 1.2, 1.5, 2.5, 4.0]) == [3, 4]       # rising and 2.5x the best
@@ -52,8 +53,9 @@ def test_monitor_tracks_best_and_non_finite():
     for step, value in [(1, 5.0), (2, 2.0), (3, 3.0)]:
         monitor.update(step, value)
     assert (monitor.best, monitor.best_step) == (2.0, 2)
-    assert monitor.update(4, float("nan"))
+    assert monitor.update(4, float("nan")) and monitor.fired
     assert significantly_worse(3.0, 1.2) and not significantly_worse(1.4, 1.0)
+    assert significantly_worse(float("nan"), 1.0) and significantly_worse(float("inf"), 1.0)
 
 
 def _corrupting_step(after: int):

@@ -79,7 +79,7 @@ def test_pair_from_fabricated_files(fabricated_root: Path):
     assert abs(pair.target_variance - fresh.var(0).sum().item()) < 0.1
     # the source's total variance is about D, as the benchmark standardises it
     assert abs(pair.source_variance - 2.0) < 0.2
-    # the exact map scores perfectly in both directions
+    # the exact map scores perfectly
     assert pair.score(pair.true_map)["l2_uvp"] < 1e-8
 
 

@@ -14,6 +14,7 @@ cost so that a recipe can reproduce a paper's exact setting (e.g. NOT's code use
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -64,7 +65,7 @@ class Cost:
 
     def _per_coordinate(self, y: Tensor) -> float:
         """``D / scale`` for ``"mean"``, ``1 / scale`` for ``"sum"``: undoes the reduction."""
-        return (y[0].numel() if self.reduction == "mean" else 1) / self.scale
+        return (math.prod(y.shape[1:]) if self.reduction == "mean" else 1) / self.scale
 
     def set_step(self, step: int) -> None:
         """Advance scheduled parameters (e.g. gamma) to training step ``step``."""

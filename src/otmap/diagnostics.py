@@ -57,10 +57,10 @@ DIVERGENCE_ADVICE = (
 
 def significantly_worse(value: float, best: float, factor: float = 2.0,
                         margin: float = 0.5) -> bool:
-    """Whether a fidelity ratio ``value`` is clearly worse than ``best``: above ``factor`` times
-    it and more than ``margin`` above it (fidelity ratios near 1 move by ~0.1-0.3 from sampling
-    noise alone)."""
-    return value > factor * best and value - best > margin
+    """Whether a fidelity ratio ``value`` is clearly worse than ``best``: not finite, or above
+    ``factor`` times it and more than ``margin`` above it (fidelity ratios near 1 move by
+    ~0.1-0.3 from sampling noise alone)."""
+    return not math.isfinite(value) or (value > factor * best and value - best > margin)
 
 
 class DivergenceMonitor:
@@ -83,7 +83,8 @@ class DivergenceMonitor:
         """Add the evaluation at ``step``; True when it shows divergence."""
         if not math.isfinite(value):
             self.values.append(math.inf)
-            return self.best < math.inf
+            self.fired = True
+            return True
         if value < self.best:
             self.best, self.best_step = value, step
         self.values.append(value)

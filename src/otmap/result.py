@@ -103,8 +103,12 @@ class TransportResult:
     def inverse(self, y: Tensor, batch_size: int = 4096) -> Tensor:
         """The inverse map ``S(y)`` ``[n, *target_shape] -> [n, *source_shape]`` from the potential:
         the x whose optimal output is y, ``grad_y c(x, y) = grad f(y)``; for the quadratic
-        cost ``S(y) = y - grad f(y)`` (Brenier: at the optimum S = T^-1). Needs equal source and
-        target shapes without an embedding and a StrongQuadratic or InnerProduct cost."""
+        cost ``S(y) = y - grad f(y)`` (times ``D / scale`` for ``reduction="mean"``; Brenier: at
+        the optimum S = T^-1). Needs equal source and target shapes without an embedding and a
+        StrongQuadratic or InnerProduct cost."""
+        if self.cost is not None and type(self.cost).inverse is Cost.inverse:
+            raise InputError(f"{type(self.cost).__name__} has no closed-form inverse map; "
+                             "inverse() needs StrongQuadratic or InnerProduct")
         if self.potential is None:
             raise InputError("this result holds no potential (a model saved before otmap kept "
                              "it, or a custom map): inverse() needs the trained potential")

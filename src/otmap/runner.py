@@ -31,7 +31,8 @@ def free_run_dir(root: str | Path, name: str) -> Path:
 def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
         progress: bool = True) -> tuple[TransportResult, dict]:
     """Fit the experiment ``config`` describes; returns the result and a summary dict
-    (final metrics, steps, seconds; L2-UVP and cos for benchmark pairs)."""
+    (final metrics, steps, seconds; for benchmark pairs L2-UVP and cos, of the inverse map
+    too where the result has one, and the linear Bures map's)."""
     evaluator = None
     pair = None
     if config.benchmark is not None:
@@ -70,6 +71,8 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
         if result.invertible:
             inverse = pair.score_inverse(result.inverse, n=4096)
             summary.update({f"inverse_{k}": v for k, v in inverse.items()})
+        baseline = pair.baseline_scores()["bures"]
+        summary.update({"bures_l2_uvp": baseline["l2_uvp"], "bures_cos": baseline["cos"]})
     if test is not None:
         n = config.train.eval_samples
         summary.update(test.evaluate(result, source.sample(n), target.sample(n)))

@@ -199,13 +199,13 @@ class BenchmarkPair(abc.ABC):
     """
 
     def __init__(self, source: Sampler, target: Sampler, target_variance: float,
-                 source_variance: float) -> None:
+                 source_variance: float | None = None) -> None:
         self.source = source
         self.target = target
         self.dim = source.dim
         self.shape = source.shape
         self.target_variance = float(target_variance)
-        self.source_variance = float(source_variance)
+        self.source_variance = None if source_variance is None else float(source_variance)
 
     @abc.abstractmethod
     def true_map(self, x: Tensor) -> Tensor:
@@ -258,6 +258,9 @@ class BenchmarkPair(abc.ABC):
         """{"l2_uvp", "cos"} of an inverse map ``map_fn(y) ~ x`` on y = T*(x), x ~ mu:
         ``100 E|S(y) - x|^2 / Var(mu)`` and the cosine of the displacements from y (the
         W2 benchmark's inverse scores)."""
+        if self.source_variance is None:
+            raise InputError(f"{type(self).__name__} has no source_variance: pass it to "
+                             "BenchmarkPair.__init__ to score inverse maps")
         x = self.source.sample(n, generator)
         return self._scores(self.true_map(x), x, map_fn, batch_size, self.source_variance)
 

@@ -155,8 +155,8 @@ class W2BenchmarkPair(BenchmarkPair):
 
     ``source``/``target`` are samplers, ``true_map(x)`` is T* (float64 inside), ``score(map_fn)``
     the forward L2-UVP and cos and ``score_inverse(map_fn)`` the inverse direction's (the
-    benchmark's reverse pair swaps P and Q). ``m`` and ``s`` and ``target_variance`` are estimated
-    once from 2^14 source samples of a generator seeded with 0.
+    benchmark's reverse pair swaps P and Q). ``shift`` (m), ``scale`` (s) and
+    ``target_variance`` are estimated once from 2^14 source samples of a generator seeded with 0.
     """
 
     def __init__(self, dim: int, root: str | Path | None = None, seed: int = 0) -> None:

@@ -178,7 +178,10 @@ class Trainer:
         if (self.result.map.stochastic or x.dim() != 2 or x.shape != y.shape
                 or not isinstance(self.solver.embedding, torch.nn.Identity)):
             return None
-        linear = BuresMap.fit(x.cpu().double(), y_fit.cpu().double())
+        try:
+            linear = BuresMap.fit(x.cpu().double(), y_fit.cpu().double())
+        except InputError:  # degenerate moments: no baseline, no check
+            return None
         tx = linear(x.cpu().double()).to(y.device, y.dtype)
         return energy_distance(tx, y, unbiased=False) / self.energy_floor
 
@@ -202,19 +205,21 @@ class Trainer:
         out["diverging"] = float(self.monitor.fired)
         if self.linear_fidelity is not None:
             out["linear_fidelity"] = self.linear_fidelity
-        if self.monitor.best_step == step:
+        if self.monitor.best_step == step:  # a CPU copy (not kept across --resume)
             self._best_state = {"step": step, "fidelity": fidelity,
                                 "map": _copy_state(self.result.map),
                                 "potential": _copy_state(self.solver.potential)}
 
-    def _restore_best(self, last: dict) -> None:
-        """Put the best map seen back into the result when the run's final evaluation ``last``
-        is clearly worse than it (rank 0 only: training is over)."""
+    def _should_restore(self, last: dict) -> bool:
+        """Whether the run's final evaluation ``last`` is clearly worse than the best kept."""
         best = self._best_state
-        if best is None or "fidelity" not in last or best["step"] == last["step"]:
-            return
-        if not significantly_worse(last["fidelity"], best["fidelity"]):
-            return
+        return (best is not None and "fidelity" in last and best["step"] != last["step"]
+                and significantly_worse(last["fidelity"], best["fidelity"]))
+
+    def _restore_best(self, last: dict) -> None:
+        """Put the best map seen back into the result (rank 0 only: training is over)."""
+        best = self._best_state
+        assert best is not None
         self.result.map.load_state_dict(best["map"])
         self.solver.potential.load_state_dict(best["potential"])
         message = (f"the run ended with fidelity {last['fidelity']:.3g}, clearly worse than "
@@ -232,7 +237,8 @@ class Trainer:
             return
         fidelity = (self._best_state["fidelity"] if "restored_step" in last
                     else last["fidelity"])
-        last["worse_than_linear"] = float(fidelity > self.linear_fidelity)
+        last["worse_than_linear"] = float(
+            significantly_worse(fidelity, self.linear_fidelity, factor=1.5, margin=0.25))
         if last["worse_than_linear"]:
             self._warn("worse_than_linear", (
                 f"the returned map's pushforward is farther from the target (fidelity "
@@ -295,8 +301,9 @@ class Trainer:
                 if step % cfg.eval_every == 0 or final:
                     row.update(self.evaluate())
                 if final:
-                    training = copy.deepcopy(solver.training_state())
-                    self._restore_best(row)
+                    if self._should_restore(row):  # keep the last state for exact resume
+                        training = _copy_tree(solver.training_state())
+                        self._restore_best(row)
                     self._check_returned_map(row)
                 row["time"] = time.perf_counter() - start
                 self._log(row)
@@ -366,5 +373,12 @@ class Trainer:
 
 
 def _copy_state(module: torch.nn.Module) -> dict[str, Tensor]:
-    """A detached copy of ``module``'s state dict."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    """A detached CPU copy of ``module``'s state dict."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _copy_tree(state: dict) -> dict:
+    """A CPU copy of a nested training state (tensors copied, everything else deep-copied)."""
+    return {k: (_copy_tree(v) if isinstance(v, dict) else
+                v.detach().to("cpu", copy=True) if isinstance(v, Tensor) else copy.deepcopy(v))
+            for k, v in state.items()}
