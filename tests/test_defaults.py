@@ -1,5 +1,5 @@
 """Defaults sized to the data: network widths follow the dimension, deterministic vector maps
-take more map updates, a stochastic vector map starts at the identity in x."""
+take more map updates, and the start of a stochastic vector map."""
 
 from __future__ import annotations
 
@@ -32,11 +32,13 @@ def test_k_map_and_sizes_resolved_and_recorded(torch_single_thread):
     assert prepare(x, y, steps=2, k_map=3).solver.k_map == 3
 
 
-def test_stochastic_vector_map_starts_at_identity(torch_single_thread):
-    """With noise concatenated (4 inputs, 2 outputs) the default map is residual: T(x, z) = x
-    at initialisation, for every z."""
+def test_stochastic_vector_map_start(torch_single_thread):
+    """With noise concatenated (4 inputs, 2 outputs) the default map is not residual: it starts
+    at the constant 0 (the measured better start); residual=True starts at x for every z."""
     x, y = torch.randn(500, 2), torch.randn(500, 2) + 3
     setup = prepare(x, y, steps=2, cost=WeakKernel(1.0))
+    assert setup.record["map"]["residual"] is False
+    assert torch.allclose(setup.solver.map.sample(x[:10], 3), torch.zeros(10, 3, 2))
+    setup = prepare(x, y, steps=2, cost=WeakKernel(1.0), map={"residual": True})
     ys = setup.solver.map.sample(x[:10], 3)
     assert torch.allclose(ys, x[:10, None].expand(-1, 3, -1), atol=1e-6)
-    assert setup.record["map"]["residual"] is True

@@ -103,7 +103,10 @@ def _default_specs(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
         raise InputError(f"no default networks for data {source_shape} -> {target_shape}: "
                          "pass map=... and potential=... (nn.Module or spec dicts)")
     d_in, d_out = source_shape[0], target_shape[0]
-    residual = d_in == d_out  # T(x) = x + ...; with noise, T(x, z) = x + net(cat[x, z])
+    # T(x) = x + net(x) for deterministic maps; a stochastic T(x, z) = net(cat[x, z]) starts at
+    # 0 (the residual start x + net(cat[x, z]) ended worse on the half-circles toy for both
+    # weak costs, docs/benchmarks.md)
+    residual = d_in == d_out and noise is None
     if noise is not None:
         d_in += noise["noise_dim"]
     hidden = [default_width(d_out)] * 3

@@ -61,11 +61,12 @@ class MapMLP(_Scaled):
     """A map ``R^d_in -> R^d_out``:
 
     ``T(x) = x[:, :d_out] + s * (A x_n + b + mlp(x_n))`` when ``residual`` (by default when
-    ``d_in == d_out``; pass ``residual=True`` for a stochastic map's input ``cat[x, z]``, whose
-    first ``d_out`` features are x: ``otmap.fit`` does), else ``T(x) = s * (A x_n + b +
-    mlp(x_n))``, with ``x_n`` the standardised input and ``s`` the target's coordinate std. The
-    linear path learns the affine part of the map quickly and the MLP the rest; both start at
-    zero, so a residual map is the identity x at initialisation.
+    ``d_in == d_out``; ``residual=True`` also works for a stochastic map's input ``cat[x, z]``,
+    whose first ``d_out`` features are x, but ``otmap.fit`` does not use it: that start was
+    worse on the weak-cost toys), else ``T(x) = s * (A x_n + b + mlp(x_n))``, with ``x_n`` the
+    standardised input and ``s`` the target's coordinate std. The linear path learns the affine
+    part of the map quickly and the MLP the rest; both start at zero, so a residual map is the
+    identity x at initialisation and a non-residual one the constant 0.
     """
 
     def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256, 256),

@@ -42,6 +42,9 @@ from otmap.solver import NeuralOT
 from otmap.train import plots
 from otmap.train.distributed import Ranks, barrier, mean_over_ranks, rank_seed
 
+#: keys of the final row that judge the run's end (dropped when the run is resumed)
+END_OF_RUN_KEYS = ("worse_than_linear", "restored_step")
+
 #: ``evaluate(result, x_eval, y_eval) -> {name: float}``: extra metrics at every evaluation.
 Evaluator = Callable[[TransportResult, Tensor, Tensor], dict[str, float]]
 
@@ -131,6 +134,8 @@ class Trainer:
         lines = path.read_text().splitlines() if path.exists() else []
         self.rows = [r for r in map(json.loads, filter(None, lines)) if r["step"] <= step]
         for row in self.rows:  # the detectors continue from the logged evaluations
+            for key in END_OF_RUN_KEYS:  # the earlier end is no longer the end
+                row.pop(key, None)
             if "fidelity" in row:
                 self.detector.update(row["fidelity"])
                 self.monitor.update(row["step"], row["fidelity"])
