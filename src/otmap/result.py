@@ -65,15 +65,7 @@ class TransportResult:
     def transport(self, x: Tensor, num_samples: int | None = None,
                   batch_size: int = 4096) -> Tensor:
         """Apply the map to ``x`` ``[n, *source_shape]`` in batches; the output is on x's device."""
-        if not isinstance(x, Tensor):
-            x = torch.as_tensor(x)
-        if tuple(x.shape[1:]) != self.source_shape:
-            raise InputError(
-                f"transport expects inputs of shape [n, {', '.join(map(str, self.source_shape))}]"
-                f", got {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise InputError(f"inputs must be floating point, got {x.dtype}; use x.float()")
+        x = _check_inputs(x, self.source_shape, "transport")
         k = 1 if num_samples is None else int(num_samples)
         if k < 1:
             raise InputError(f"num_samples must be >= 1, got {num_samples}")
@@ -118,10 +110,7 @@ class TransportResult:
                              f"{list(self.target_shape)}")
         if self.cost is None:
             raise InputError("inverse() needs the run's cost, which was not saved")
-        y = torch.as_tensor(y)
-        if tuple(y.shape[1:]) != self.target_shape or not y.is_floating_point():
-            raise InputError(f"inverse expects float inputs [n, "
-                             f"{', '.join(map(str, self.target_shape))}], got {tuple(y.shape)}")
+        y = _check_inputs(y, self.target_shape, "inverse")
         if not bool(torch.isfinite(y).all()):
             raise InputError("inverse got NaN or Inf inputs; remove those samples")
         training = self.potential.training
@@ -167,6 +156,18 @@ class TransportResult:
     def __repr__(self) -> str:
         return (f"TransportResult({type(self.map).__name__}, {list(self.source_shape)} -> "
                 f"{list(self.target_shape)}, cost={self.cost!r})")
+
+
+def _check_inputs(x: Tensor, shape: tuple[int, ...], what: str) -> Tensor:
+    """``x`` as a float tensor ``[n, *shape]``, or otmap's error naming the expected shape."""
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x)
+    if tuple(x.shape[1:]) != shape:
+        raise InputError(f"{what} expects inputs of shape [n, {', '.join(map(str, shape))}]"
+                         f", got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"inputs must be floating point, got {x.dtype}; use x.float()")
+    return x
 
 
 def _cost_record(cost: Cost | None) -> dict | None:
