@@ -55,6 +55,20 @@ def _image_channels(size: int, width: int = 64, cap: int = 256) -> list[int]:
     return [min(width * 2**i, cap) for i in range(downs + 1)]
 
 
+def _check_potential_fits(spec: dict, target_shape: tuple[int, ...]) -> None:
+    """:class:`InputError` when a ResNetPotential spec halves the images more often than their
+    size allows (each entry of ``channels`` halves ``h`` and ``w``)."""
+    if spec.get("name") != "ResNetPotential" or len(target_shape) != 3:
+        return
+    downs = len(spec.get("channels", ()))
+    if min(target_shape[1:]) < 2**downs:
+        raise InputError(
+            f"target images {target_shape[1]}x{target_shape[2]} are too small for the "
+            f"potential ResNetPotential, which halves them {downs} times (needs at least "
+            f"{2**downs}x{2**downs}): pass potential={{'channels': [64]}} (one halving per "
+            "entry), or flatten the samples to vectors with x.flatten(1)")
+
+
 def default_embedding(source_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> dict:
     """OTM's Q for noise vectors -> images: reshape to ``c x s x s`` and up-sample bicubically
     (192-d noise -> 3x8x8 -> the image size); a clear error when no such embedding fits."""
@@ -157,6 +171,10 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     source_s, target_s = as_sampler(source, "source"), as_sampler(target, "target")
     x0 = check_samples(source_s.sample(_SCALING_SAMPLES), "source")
     y0 = check_samples(target_s.sample(_SCALING_SAMPLES), "target")
+    if bool((y0 == y0[:1]).all()):  # the fidelity's reference distance would be 0
+        raise InputError(f"target: all {len(y0)} samples drawn are the same point, so there is "
+                         "no distribution to fit; check the target data (a constant file, "
+                         "column or sampler?)")
     source_shape, target_shape = tuple(x0.shape[1:]), tuple(y0.shape[1:])
     cost_obj = build_cost(cost, target_shape)
     if embedding is None and source_shape != target_shape and not isinstance(cost_obj,
@@ -166,6 +184,8 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         source_shape, target_shape, map if isinstance(map, dict) else None,
         potential if isinstance(potential, dict) else None, stochastic=cost_obj.min_samples > 1)
     transport_map = _build_map(map if isinstance(map, nn.Module) else map_spec, noise)
+    if not isinstance(potential, nn.Module):
+        _check_potential_fits(potential_spec, target_shape)
     f = potential if isinstance(potential, nn.Module) else build_net(potential_spec)
     transport_map.fit_scaling(x0, y0)
     if hasattr(f, "fit_scaling"):

@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 
 from otmap.errors import InputError
-from otmap.schedules import Schedule, build_schedule, schedule_config
+from otmap.schedules import SCHEDULES, Schedule, build_schedule, schedule_config
 
 Reduction = Literal["sum", "mean"]
+_LAST_STEP = 2**62  # a step after every built-in schedule has reached its final value
 
 
 def default_reduction(sample_shape: tuple[int, ...]) -> Reduction:
@@ -117,6 +118,25 @@ class InnerProduct(Cost):
         return -self._per_coordinate(y) * grad_f
 
 
+def _checked_gamma(gamma: float | str | dict | Schedule) -> Schedule:
+    """The weak costs' ``gamma`` as a schedule, checked to be a finite number >= 0 at step 0
+    and, for the built-in schedules, at their end (:class:`InputError` otherwise)."""
+    schedule = build_schedule(gamma)
+    checked = [schedule(0)]
+    if isinstance(schedule, tuple(SCHEDULES.values())):
+        checked.append(schedule(_LAST_STEP))
+    origin = "" if isinstance(gamma, int | float) else f" (from the schedule {gamma!r})"
+    for value in checked:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                math.isfinite(value) and value >= 0):
+            raise InputError(
+                f"gamma must be a finite number >= 0, got {value!r}{origin}: the NOT "
+                "and KNOT papers (Korotin et al., ICLR 2023) state their results for gamma >= 0; "
+                "use 0 for the strong cost or a positive value such as NOT's 0.66, "
+                "e.g. LinearRamp(0, 0.66, 25000)")
+    return schedule
+
+
 class WeakQuadratic(Cost):
     """NOT's gamma-weak quadratic cost ``C(x, nu) = 1/2 E_nu|x - y|^2 - gamma/2 Var(nu)``.
 
@@ -131,7 +151,7 @@ class WeakQuadratic(Cost):
     def __init__(self, gamma: float | Schedule = 1.0, reduction: Reduction = "sum",
                  scale: float = 1.0) -> None:
         super().__init__(reduction, scale)
-        self.gamma_schedule = build_schedule(gamma)
+        self.gamma_schedule = _checked_gamma(gamma)
         self.gamma = self.gamma_schedule(0)
 
     def set_step(self, step: int) -> None:
@@ -175,7 +195,7 @@ class WeakKernel(Cost):
         if not sigma > 0:
             raise InputError(f"sigma must be positive, got {sigma}")
         self.kernel, self.alpha, self.sigma = kernel, float(alpha), float(sigma)
-        self.gamma_schedule = build_schedule(gamma)
+        self.gamma_schedule = _checked_gamma(gamma)
         self.gamma = self.gamma_schedule(0)
 
     def set_step(self, step: int) -> None:
@@ -258,7 +278,7 @@ def build_cost(spec: str | dict | Cost | Callable | None, sample_shape: tuple[in
     if isinstance(spec, dict):
         kwargs = dict(spec)
         raw = kwargs.pop("name", "StrongQuadratic")
-        name = _ALIASES.get(raw, raw)
+        name = _ALIASES.get(raw, raw) if isinstance(raw, str) else None
         if name not in COSTS:
             raise InputError(
                 f"unknown cost {raw!r}; choose one of {sorted(COSTS)} "

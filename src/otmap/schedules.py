@@ -7,6 +7,7 @@ Each is a small frozen dataclass, so it pickles and can be written to a config a
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -90,9 +91,17 @@ def build_schedule(spec: float | str | dict | Schedule | None, default: float = 
         if "milestones" in kwargs:
             kwargs["milestones"] = tuple(kwargs["milestones"])
         try:
-            return SCHEDULES[name](**kwargs)
+            schedule = SCHEDULES[name](**kwargs)
         except TypeError as err:
             raise InputError(f"bad arguments for schedule {name}: {err}") from None
+        try:  # a non-numeric argument fails here, not mid-training
+            first = schedule(0)
+        except TypeError:
+            first = None
+        if isinstance(first, bool) or not isinstance(first, numbers.Real):
+            raise InputError(f"bad arguments for schedule {name}: {kwargs} are not all "
+                             f"numbers; pass numbers for {sorted(kwargs)}")
+        return schedule
     if callable(spec):
         return spec
     raise InputError(f"a schedule is a number, a dict or a callable step -> value, got {spec!r}")

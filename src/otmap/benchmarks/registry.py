@@ -15,6 +15,6 @@ PAIRS: dict[str, type[BenchmarkPair]] = {"gaussian": GaussianPair, "brenier": Br
 
 def benchmark_pair(name: str, dim: int, seed: int = 0, **options: Any) -> BenchmarkPair:
     """``GaussianPair``, ``BrenierPair`` or ``W2BenchmarkPair`` (``root=...``) by name."""
-    if name not in PAIRS:
+    if not isinstance(name, str) or name not in PAIRS:
         raise InputError(f"unknown benchmark {name!r}; choose one of {sorted(PAIRS)}")
     return PAIRS[name](dim=dim, seed=seed, **options)

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,25 +28,88 @@ from otmap.data.samplers import DatasetSampler, Sampler, TensorSampler
 from otmap.data.toy import toy
 from otmap.errors import InputError
 
-_FILE_TYPES = (".npy", ".pt", ".csv")
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A numeric array from a ``.npy`` file; never unpickles."""
+    with path.open("rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read_header = _NPY_HEADERS.get(version)
+            dtype = read_header(fh)[2] if read_header else None
+        except ValueError:
+            raise InputError(f"data file {path} is not a .npy file (no numpy header): write it "
+                             "with np.save(path, x) from a float array [n, *shape]") from None
+    if dtype is not None and dtype.hasobject:
+        raise InputError(f"data file {path} holds Python objects (dtype {dtype}), which otmap "
+                         "does not unpickle: save a numeric array, "
+                         "np.save(path, np.asarray(x, dtype=np.float32))")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as err:
+        raise InputError(f"data file {path} is damaged or truncated ({err}): write it again "
+                         "with np.save(path, x)") from None
+
+
+def _read_pt(path: Path) -> np.ndarray | torch.Tensor:
+    """One tensor from a ``.pt`` file, loaded with ``weights_only`` (no code runs)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # torch raises many types for damaged or foreign files
+        if "Unsupported global" in str(err):
+            raise InputError(f"data file {path} holds pickled Python objects, which otmap does "
+                             "not load from data files (they could run code): save a tensor, "
+                             "torch.save(torch.as_tensor(x, dtype=torch.float32), path)") from None
+        raise InputError(f"data file {path} is not a torch file or is damaged "
+                         f"({type(err).__name__}: {err}): write it with torch.save(x, path) "
+                         "from a tensor [n, *shape]") from None
+    if not isinstance(data, torch.Tensor):
+        raise InputError(f"{path} must hold one tensor [n, *shape], got {type(data).__name__}: "
+                         "save it with torch.save(x, path)")
+    return data
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """A float32 array ``[n, d]`` from a comma-separated file of numbers."""
+    try:
+        with warnings.catch_warnings():  # an empty file is reported as 0 samples downstream
+            warnings.simplefilter("ignore", UserWarning)
+            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)
+    except ValueError as err:  # also UnicodeDecodeError, for binary files
+        raise InputError(f"data file {path} is not a CSV of numbers ({err}): keep only numbers, "
+                         "comma separated, one sample per row (no header line)") from None
+
+
+_READERS = {".npy": _read_npy, ".pt": _read_pt, ".csv": _read_csv}
 
 
 def load_samples(path: str | Path) -> torch.Tensor:
-    """Samples from a ``.npy`` / ``.pt`` (a tensor) / ``.csv`` (numbers, comma separated) file."""
+    """Samples from a ``.npy`` / ``.pt`` (a tensor) / ``.csv`` (numbers, comma separated) file;
+    :class:`InputError` naming the fix for anything else."""
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(f"a data file is a path such as samples.npy, got {path!r}")
     path = Path(path)
     if not path.is_file():
         raise InputError(f"data file {path} does not exist")
-    if path.suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
-    elif path.suffix == ".pt":
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(data, torch.Tensor):
-            raise InputError(f"{path} must hold one tensor [n, *shape], got {type(data).__name__}")
-    elif path.suffix == ".csv":
-        data = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)
-    else:
-        raise InputError(f"unsupported data file {path.name}: use one of {_FILE_TYPES}")
-    return torch.as_tensor(data)
+    if path.suffix not in _READERS:
+        raise InputError(f"unsupported data file {path.name}: use one of {list(_READERS)}")
+    try:
+        data = _READERS[path.suffix](path)
+    except OSError as err:
+        raise InputError(f"data file {path} could not be read ({err}): check that it is "
+                         "readable") from None
+    if isinstance(data, torch.Tensor):
+        return data
+    if data.dtype.kind not in "biufc":
+        raise InputError(f"data file {path} holds non-numeric values (dtype "
+                         f"{data.dtype}): save a float array, np.asarray(x, dtype=np.float32)")
+    if data.dtype.kind == "f":
+        data = data.astype(np.float32)  # float16/float64/longdouble, any byte order
+    return torch.as_tensor(data.astype(data.dtype.newbyteorder("="), copy=False))
 
 
 def load_dataset(dataset: str, classes: list[int] | None = None,
@@ -59,7 +123,7 @@ def load_dataset(dataset: str, classes: list[int] | None = None,
                "cifar10": images.load_cifar10}
     if dataset == "folder":
         data, labels = images.load_image_folder(**kwargs), None
-    elif dataset in loaders:
+    elif isinstance(dataset, str) and dataset in loaders:
         try:
             data, labels = loaders[dataset](**kwargs)
         except TypeError as err:

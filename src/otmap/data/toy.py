@@ -433,7 +433,7 @@ TOY_DATASETS: dict[str, Callable[..., ToySampler]] = {
 }
 
 
-def toy(name: str, **kwargs: object) -> ToySampler:
+def toy(name: str, /, **kwargs: object) -> ToySampler:
     """Build the toy distribution ``name`` (a key of ``TOY_DATASETS``) with its keyword options.
 
     >>> toy("moons", noise=0.1, whiten=True).sample(4).shape
