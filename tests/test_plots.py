@@ -1,4 +1,5 @@
-"""Tests of otmap.train.plots: every figure is a valid PNG and bad shapes are rejected."""
+"""Tests of otmap.train.plots: every figure is a valid PNG and bad shapes are rejected; the
+trainer's live pictures (plots/latest/, numbered copies) during a run."""
 
 from __future__ import annotations
 
@@ -10,15 +11,22 @@ import numpy as np
 import pytest
 import torch
 
+import otmap
+from otmap.cli import main
+from otmap.costs import WeakQuadratic
 from otmap.errors import InputError
 from otmap.train.plots import (
     plot_stochastic_2d,
     plot_training_curves,
     plot_transport_1d,
     plot_transport_2d,
+    run_title,
+    warning_text,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # the runs' tiny networks
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -172,3 +180,66 @@ def test_stochastic_2d_rejects_bad_shapes(tmp_path: Path) -> None:
         plot_stochastic_2d(x, np.zeros((9, 3, 2)), x, tmp_path / "s.png")
     with pytest.raises(InputError, match="n_inputs"):
         plot_stochastic_2d(x, np.zeros((10, 3, 2)), x, tmp_path / "s.png", n_inputs=0)
+
+
+def test_training_curves_mark_the_monitors_flags(tmp_path: Path, rng: np.random.Generator) -> None:
+    rows = make_rows(40, rng)
+    for row in rows:
+        row["diverging"] = float(row["step"] >= 200)
+        row["oscillating"] = 0.0
+    assert warning_text(rows) == "warning: diverging since step 200"
+    assert run_title("moons", rows) == "moons\nwarning: diverging since step 200"
+    assert warning_text(rows[:20]) == "" and run_title("moons", rows[:20]) == "moons"
+    rows[-1]["oscillating"] = 1.0
+    assert warning_text(rows).endswith("; oscillating (fake solutions?) since step 390")
+    png_size(plot_training_curves(rows, tmp_path / "flags.png", title="moons"))
+    # only flags and the step: a "no metrics yet" figure, with the warning as its title
+    png_size(plot_training_curves([{"step": 1, "diverging": 1.0}], tmp_path / "only.png"))
+
+
+def test_live_pictures_exist_after_the_first_evaluation(tmp_path: Path, gaussian2d,
+                                                        small_fit_kwargs) -> None:
+    run = tmp_path / "run"
+    seen = []  # at each evaluation: the pictures in plots/latest/, and whether the run ended
+
+    def evaluator(result, x, y) -> dict[str, float]:
+        latest = sorted(p.name for p in (run / "plots" / "latest").glob("*.png"))
+        seen.append((latest, (run / "plots" / "training.png").exists()))
+        return {}
+
+    otmap.fit(gaussian2d.source, gaussian2d.target, **small_fit_kwargs, steps=20, log_every=5,
+              eval_every=10, plot_every=2, run_dir=run, evaluator=evaluator)
+    pictures = ["training.png", "transport.png"]
+    assert seen == [([], False), (pictures, False)]  # drawn at step 10, before the end
+    assert sorted(p.name for p in (run / "plots").iterdir()) == [
+        "latest", "step-000020", *pictures]  # a numbered copy every 2nd evaluation
+    for name in pictures:
+        png_size(run / "plots" / "step-000020" / name)
+        # the end-of-run pictures are the last evaluation's
+        assert (run / "plots" / name).read_bytes() == (run / "plots" / "latest" / name).read_bytes()
+    assert no_temp_files(run / "plots" / "latest")
+
+
+def test_live_pictures_leave_a_stochastic_run_unchanged(tmp_path: Path, gaussian2d,
+                                                        small_fit_kwargs) -> None:
+    options = {**small_fit_kwargs, "cost": WeakQuadratic(gamma=0.5), "steps": 10,
+               "log_every": 5, "eval_every": 5, "plot_every": 1}
+    drawn = otmap.fit(gaussian2d.source, gaussian2d.target, **options, run_dir=tmp_path / "run")
+    plain = otmap.fit(gaussian2d.source, gaussian2d.target, **options)
+    for key, value in plain.map.state_dict().items():
+        assert torch.equal(drawn.map.state_dict()[key], value), key
+    steps = sorted(p.name for p in (tmp_path / "run" / "plots").glob("step-*"))
+    assert steps == ["step-000005", "step-000010"]
+    png_size(tmp_path / "run" / "plots" / "latest" / "transport.png")
+
+
+def test_live_sample_grid_of_an_image_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("OTMAP_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert main(["train", "digits-generate", "train.batch_size=4", "train.eval_samples=16",
+                 "train.log_every=1", "train.eval_every=1", "train.steps=2",
+                 "train.plot_every=2", "--quiet", "--out", str(run)]) == 0
+    for folder in ("latest", "step-000002"):
+        for name in ("samples.png", "training.png"):
+            png_size(run / "plots" / folder / name)
+    assert not (run / "plots" / "step-000001").exists()

@@ -13,7 +13,13 @@ __version__ = "0.1.0"
 from otmap.api import fit, prepare  # noqa: E402
 from otmap.config import RunConfig, TrainConfig  # noqa: E402
 from otmap.costs import Cost, FromCallable, InnerProduct, StrongQuadratic  # noqa: E402
-from otmap.errors import CheckpointError, InputError, OTMapError, TrainingDivergedError  # noqa: E402
+from otmap.errors import (  # noqa: E402
+    CheckpointError,
+    InputError,
+    OTMapError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+)
 from otmap.maps import DeterministicMap, TransportMap  # noqa: E402
 from otmap.result import TransportResult, load  # noqa: E402
 from otmap.solver import NeuralOT  # noqa: E402
@@ -23,4 +29,5 @@ __all__ = [
     "Cost", "StrongQuadratic", "InnerProduct", "FromCallable",
     "TransportMap", "DeterministicMap",
     "OTMapError", "InputError", "CheckpointError", "TrainingDivergedError",
+    "TrainingInterrupted",
 ]

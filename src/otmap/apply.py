@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from otmap.checkpoint import CHECKPOINT_HELP
 from otmap.data.images import IMAGE_EXTENSIONS, read_image
 from otmap.errors import InputError, OTMapError
 
@@ -281,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
     from otmap.result import load
     from otmap.train.distributed import resolve_device
 
-    result = load(args.run, device=resolve_device(args.device), trusted=args.trusted)
+    result = load(args.run, device=resolve_device(args.device), trusted=args.trusted,
+                  checkpoint=args.checkpoint)
     torch.manual_seed(args.seed)
     summary = apply_folder(result, args.input, args.output, samples=args.samples,
                            batch_size=args.batch_size, on_error=args.on_error,
@@ -310,6 +312,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     "(--on-error skip) or stop the run (--on-error fail; outputs already "
                     "written stay).")
     p.add_argument("run", metavar="RUN_OR_CKPT", help="run folder or checkpoint file")
+    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
     p.add_argument("--input", required=True, metavar="DIR", help="folder of input images")
     p.add_argument("--output", required=True, metavar="DIR",
                    help="folder for the PNG outputs (created if missing; not the input folder)")

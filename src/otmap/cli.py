@@ -12,7 +12,8 @@ from pathlib import Path
 
 from otmap.apply import add_parser as add_apply_parser
 from otmap.benchmarks.speed import add_arguments as add_speed_arguments
-from otmap.errors import OTMapError
+from otmap.checkpoint import CHECKPOINT_HELP
+from otmap.errors import OTMapError, TrainingInterrupted
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -53,7 +54,12 @@ def _train(args: argparse.Namespace) -> int:
     main_rank = distributed.Ranks.from_env().is_main
     if args.recipe is None and not args.resume and main_rank:
         print(f"no recipe given: running the default recipe {DEFAULT_RECIPE!r}", file=sys.stderr)
-    _, summary = run(config, run_dir, resume=args.resume, progress=not args.quiet)
+    try:
+        _, summary = run(config, run_dir, resume=args.resume, progress=not args.quiet)
+    except TrainingInterrupted as err:
+        if main_rank:
+            print(f"otmap: {err}", file=sys.stderr)
+        return err.exit_code
     if main_rank:
         print(f"run folder: {run_dir} (plots in {run_dir}/plots)", file=sys.stderr)
         print(json.dumps(summary))
@@ -163,7 +169,7 @@ def _sample(args: argparse.Namespace) -> int:
     from otmap.result import load
     from otmap.train.plots import plot_image_grid
 
-    result = load(args.run, trusted=args.trusted)
+    result = load(args.run, trusted=args.trusted, checkpoint=args.checkpoint)
     torch.manual_seed(args.seed)
     samples = result.sample(args.n)
     out = args.out
@@ -189,7 +195,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     if not args.fid:
         raise OTMapError("say what to evaluate: --fid")
-    result = load(args.run, trusted=args.trusted)
+    result = load(args.run, trusted=args.trusted, checkpoint=args.checkpoint)
     torch.manual_seed(args.seed)
     part = None
     if args.reference_part:
@@ -210,7 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a recipe or YAML config",
                        description="Train a recipe (see `otmap recipes`) or a YAML config; "
-                                   "override any key with key=value, e.g. train.steps=500.")
+                                   "override any key with key=value, e.g. train.steps=500.",
+                       epilog="SIGTERM or SIGINT (Ctrl-C) finishes the current step, writes "
+                              "checkpoints/last.pt, prints how to resume and exits with code "
+                              "143 (SIGTERM) or 130 (SIGINT), 128 + the signal's number; a "
+                              "second signal stops at once. Exit code 2: an otmap error "
+                              "(bad input, divergence).")
     p.add_argument("recipe", nargs="?", help="recipe name or YAML path (default recipe if absent)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=500")
     p.add_argument("--out", help="run folder (default: RUNS/NAME, numbered if taken)")
@@ -242,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder or checkpoint file")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", required=True, help="FILE.png (image grid), .pt or .npy")
+    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trusted", action="store_true",
                    help="allow checkpoints holding pickled custom modules")
@@ -256,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (local file)")
     p.add_argument("--reference-part", default=None,
                    help="START,END fraction of the dataset to compare with (default: held out)")
+    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trusted", action="store_true")
     p.set_defaults(func=_eval)

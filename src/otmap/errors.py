@@ -17,3 +17,17 @@ class CheckpointError(OTMapError):
 
 class TrainingDivergedError(OTMapError, FloatingPointError):
     """Losses became NaN or Inf during training; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(OTMapError):
+    """SIGTERM or SIGINT stopped training after the current step; a checkpoint was written
+    (with a run folder) and ``--resume`` / ``resume=True`` continues exactly.
+
+    ``exit_code`` is ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM), the code
+    ``otmap train`` exits with; ``result`` is the map at the step it stopped."""
+
+    def __init__(self, message: str, signal_number: int, result: object = None) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
+        self.result = result

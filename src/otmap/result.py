@@ -111,8 +111,6 @@ class TransportResult:
         if self.cost is None:
             raise InputError("inverse() needs the run's cost, which was not saved")
         y = _check_inputs(y, self.target_shape, "inverse")
-        if not bool(torch.isfinite(y).all()):
-            raise InputError("inverse got NaN or Inf inputs; remove those samples")
         training = self.potential.training
         self.potential.eval()
         outputs = []
@@ -159,7 +157,8 @@ class TransportResult:
 
 
 def _check_inputs(x: Tensor, shape: tuple[int, ...], what: str) -> Tensor:
-    """``x`` as a float tensor ``[n, *shape]``, or otmap's error naming the expected shape."""
+    """``x`` as a finite float tensor ``[n, *shape]``, or otmap's error naming the expected
+    shape, the dtype or how many rows hold NaN/Inf."""
     if not isinstance(x, Tensor):
         x = torch.as_tensor(x)
     if tuple(x.shape[1:]) != shape:
@@ -167,6 +166,11 @@ def _check_inputs(x: Tensor, shape: tuple[int, ...], what: str) -> Tensor:
                          f", got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise InputError(f"inputs must be floating point, got {x.dtype}; use x.float()")
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+        raise InputError(f"{what} got NaN or Inf values in {bad} of {len(x)} rows: remove "
+                         "or impute those samples (keep = x.flatten(1).isfinite().all(1); "
+                         "x[keep])")
     return x
 
 
@@ -193,10 +197,13 @@ def _rebuild(record: dict | None, what: str,
     raise CheckpointError(f"the checkpoint's {what} record is damaged: {sorted(record)}")
 
 
-def load(path: str | Path, device: str | torch.device = "cpu",
-         trusted: bool = False) -> TransportResult:
-    """Load a :class:`TransportResult` from a checkpoint file or a run folder."""
-    data = read_checkpoint(path, trusted=trusted)
+def load(path: str | Path, device: str | torch.device = "cpu", trusted: bool = False,
+         checkpoint: str | int = "last") -> TransportResult:
+    """Load a :class:`TransportResult` from a checkpoint file or a run folder; for a run
+    folder ``checkpoint`` picks ``"last"`` (the run's model, default), ``"best"`` (the
+    evaluation with the best ``train.best_metric``) or a step kept by
+    ``train.keep_checkpoints``."""
+    data = read_checkpoint(path, trusted=trusted, checkpoint=checkpoint)
     try:
         model = data["model"]
         net = _rebuild(model["map"], "map")

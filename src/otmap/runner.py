@@ -31,14 +31,17 @@ def free_run_dir(root: str | Path, name: str) -> Path:
 def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
         progress: bool = True) -> tuple[TransportResult, dict]:
     """Fit the experiment ``config`` describes; returns the result and a summary dict
-    (final metrics, steps, seconds; for benchmark pairs L2-UVP and cos, of the inverse map
-    too where the result has one, and the linear Bures map's)."""
+    (final metrics, steps, seconds, rollbacks; for benchmark pairs L2-UVP and cos, of the
+    inverse map too where the result has one, and the linear Bures map's)."""
     evaluator = None
     pair = None
     if config.benchmark is not None:
+        if not isinstance(config.benchmark, dict):
+            raise InputError(f"benchmark must be a mapping such as {{name: gaussian, dim: 16}}, "
+                             f"got {config.benchmark!r}")
         spec = dict(config.benchmark)
         try:
-            pair = benchmark_pair(spec.pop("name"), **spec)
+            pair = benchmark_pair(spec.pop("name", None), **spec)
         except TypeError as err:
             raise InputError(f"benchmark: {err}") from None
         source, target = pair.source, pair.target
@@ -61,7 +64,8 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
                          "source": config.source, "target": config.target,
                          "benchmark": config.benchmark, "test": config.test}, **train)
     summary = {"name": config.name, "steps": config.train.steps,
-               "seconds": round(time.perf_counter() - start, 2)}
+               "seconds": round(time.perf_counter() - start, 2),
+               "rollbacks": (result.training or {}).get("rollbacks", 0)}
     ranks = Ranks.from_env()
     shutdown()  # every rank is done training: rank 0 scores alone, nobody waits on it
     if not ranks.is_main:

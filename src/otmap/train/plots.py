@@ -33,6 +33,8 @@ __all__ = [
     "plot_training_curves",
     "plot_transport_1d",
     "plot_transport_2d",
+    "run_title",
+    "warning_text",
 ]
 
 SOURCE_COLOR = "#1f77b4"
@@ -256,6 +258,45 @@ _FIRST = ("l2_uvp", "cos", "psnr", "ssim", "fid", "target_class_share", "fidelit
 _LAST = ("time",)
 
 
+#: the monitors' 0/1 flags (otmap.diagnostics), set from the evaluation where they fired on:
+#: marked on every curve and named in the title instead of drawn as curves of their own
+FLAGS = {"diverging": ("diverging", "#d62728"),
+         "oscillating": ("oscillating (fake solutions?)", "#9467bd")}
+
+
+def _flag_steps(rows: list[dict]) -> dict[str, float]:
+    """The first step at which each flag of :data:`FLAGS` is set in ``rows``."""
+    fired: dict[str, float] = {}
+    for row in rows:
+        for key in FLAGS:
+            if key not in fired and _is_number(row.get(key)) and row[key] > 0:
+                fired[key] = float(row.get("step", 0))
+    return fired
+
+
+def warning_text(rows: list[dict]) -> str:
+    """``"warning: diverging since step 700"`` (one part per flag set in ``rows``), or ``""``."""
+    fired = _flag_steps(rows)
+    parts = [f"{FLAGS[key][0]} since step {step:g}" for key, step in fired.items()]
+    return "warning: " + "; ".join(parts) if parts else ""
+
+
+def run_title(name: str, rows: list[dict]) -> str:
+    """``name``, with :func:`warning_text` of ``rows`` on a second line when a flag is set."""
+    warning = warning_text(rows)
+    return f"{name}\n{warning}" if warning else name
+
+
+def _mark_flags(ax: Axes, fired: dict[str, float], end: float, legend: bool) -> None:
+    """A line at each flag's first step and a light band from there to ``end``."""
+    for key, step in fired.items():
+        label, color = FLAGS[key]
+        ax.axvline(step, color=color, linestyle="--", linewidth=1.2, label=label)
+        ax.axvspan(step, max(end, step), color=color, alpha=0.07, linewidth=0)
+    if legend and fired:
+        ax.legend(fontsize=8, loc="best")
+
+
 def _panel_rank(key: str) -> tuple[int, int]:
     if key in _FIRST:
         return (0, _FIRST.index(key))
@@ -267,11 +308,13 @@ def plot_training_curves(rows: list[dict], path: str | Path, title: str | None =
 
     Non-numeric, missing, None and non-finite values are skipped; at most nine metrics are
     drawn, held-out metrics first and wall time last (the rest are named in a footnote).
-    Empty input gives a "no metrics yet" figure.
+    The monitors' flags (``diverging``, ``oscillating``) are marked from the step they fired
+    on every panel and named in the title (in red). Empty input gives a "no metrics yet"
+    figure.
     """
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError("rows must be a list of dicts (parsed metrics.jsonl lines)")
-    series = _collect_series(rows)
+    series = {k: v for k, v in _collect_series(rows).items() if k not in FLAGS}
     if not series:
         fig = Figure(figsize=(6.0, 3.5), layout="constrained")
         ax = fig.add_subplot()
@@ -287,16 +330,21 @@ def plot_training_curves(rows: list[dict], path: str | Path, title: str | None =
     nrows = math.ceil(len(keys) / ncols)
     fig = Figure(figsize=(4.6 * ncols, 3.1 * nrows + 0.4), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel()
-    for ax, key in zip(axes, keys, strict=False):
+    fired = _flag_steps(rows)
+    end = max(float(xs[-1]) for xs, _ in series.values())
+    for i, (ax, key) in enumerate(zip(axes, keys, strict=False)):
         _plot_metric(ax, key, *series[key])
+        _mark_flags(ax, fired, end, legend=i == 0)
     for ax in axes[len(keys) :]:
         ax.set_visible(False)
     for col in range(ncols):
         bottom = max(i for i in range(col, len(keys), ncols))
         axes[bottom].tick_params(labelbottom=True)
         axes[bottom].set_xlabel("step")
-    if title:
-        fig.suptitle(title, fontsize=13)
+    warning = warning_text(rows)
+    if title or warning:
+        fig.suptitle(run_title(title or "", rows).strip(), fontsize=13,
+                     color="#b00000" if warning else "black")
     if hidden:
         fig.text(0.01, 0.005, "not shown: " + ", ".join(hidden), fontsize=8, color="0.4")
     return _save(fig, path)
