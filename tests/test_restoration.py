@@ -65,6 +65,8 @@ def test_recipes_train_evaluate_and_plot(recipe, tmp_path, capsys, monkeypatch):
     else:
         assert 0 <= summary["target_class_share"] <= 1
     assert (out / "plots" / "test.png").read_bytes()[:4] == b"\x89PNG"
+    # the input | output | truth rows are redrawn at every evaluation, like the other pictures
+    assert (out / "plots" / "latest" / "test.png").read_bytes()[:4] == b"\x89PNG"
     rows = [json.loads(line) for line in (out / "metrics.jsonl").open()]
     assert "random_pairing_cost" in rows[-1]
 

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from otmap.api import fit
@@ -26,6 +27,20 @@ def free_run_dir(root: str | Path, name: str) -> Path:
         i += 1
         path = base.with_name(f"{name}-{i}")
     return path
+
+
+def _with_live_test_picture(test: HeldOutSet, run_dir: str | Path | None, name: str):
+    """``test.evaluate``, also redrawing ``plots/latest/test.png`` (input | output | truth rows
+    of the held-out part) at each evaluation, with the random streams left as they were."""
+    if run_dir is None:
+        return test.evaluate
+
+    def evaluate(result: TransportResult, x: Tensor, y: Tensor) -> dict[str, float]:
+        with torch.random.fork_rng(devices=[]):
+            test.plot(result, Path(run_dir) / "plots" / "latest" / "test.png", name)
+        return test.evaluate(result, x, y)
+
+    return evaluate
 
 
 def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
@@ -55,7 +70,7 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
         target = sampler_from_spec(config.target, "target")
     test = HeldOutSet(config.test, config.source) if config.test is not None else None
     if test is not None:
-        evaluator = test.evaluate
+        evaluator = _with_live_test_picture(test, run_dir, config.name)
     train = dataclasses.asdict(config.train)
     start = time.perf_counter()
     result = fit(source, target, cost=config.cost, map=config.map, potential=config.potential,
