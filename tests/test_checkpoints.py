@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -234,8 +235,17 @@ def test_on_divergence_auto_rolls_back_images_and_stops_vectors(small_fit_kwargs
 
 # ------------------------------------------------------------------------------ signals
 
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """Python's Ctrl-C handler, even where the test runner was started with SIGINT ignored (a
+    background job of a non-interactive shell): otmap leaves ignored signals alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_sigint_in_python_writes_a_checkpoint_and_resumes_exactly(gaussian2d, small_fit_kwargs,
-                                                                   tmp_path):
+                                                                   tmp_path, python_sigint):
     common = dict(steps=24, seed=3, log_every=2, eval_every=4, checkpoint_every=8,
                   **small_fit_kwargs)
     otmap.fit(gaussian2d.source, gaussian2d.target, run_dir=tmp_path / "A", **common)
