@@ -387,7 +387,7 @@ def test_kill_9_with_checkpoint_minutes_loses_at_most_that_time(stopped, referen
     # 0.6 s between checkpoints, plus a step and the write on a busy machine
     assert case["killed_at"] - last.stat().st_mtime < 0.6 + 2.0
     step = otmap.load(case["out"]).training["step"]
-    assert 0 < step < STEPS
+    assert step > 0  # a timed checkpoint (checkpoint_every is never reached)
     _resume(case["out"])
     _assert_same_run(case["out"], reference)
 
