@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from otmap.errors import InputError
+from otmap.train.loggers import check_logger_names
 
 
 @dataclass
@@ -108,13 +109,7 @@ class TrainConfig:
                 raise InputError(f"train.{name} must be true or false, got "
                                  f"{getattr(self, name)!r}")
         _check_device(self.device)
-        if isinstance(self.loggers, str):  # train.loggers=tensorboard on the command line
-            self.loggers = [self.loggers]
-        if not isinstance(self.loggers, list | tuple) or not all(
-                isinstance(name, str) for name in self.loggers):
-            raise InputError(f"train.loggers must be a list of names such as [jsonl, "
-                             f"tensorboard], got {self.loggers!r}")
-        self.loggers = list(self.loggers)
+        self.loggers = check_logger_names(self.loggers)
 
 
 def _number(name: str, value: Any, expected: str, valid: Callable[[float], bool]) -> float:
@@ -188,15 +183,14 @@ def _check_recovery_options(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise InputError(f"train.{name} must be an integer >= 0, got {value!r}")
-    factor = config.rollback_lr_factor
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= 1:
-        raise InputError(f"train.rollback_lr_factor must be a number in (0, 1] (the learning "
-                         f"rates are multiplied by it at each rollback), got {factor!r}")
-    minutes = config.checkpoint_minutes
-    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int | float)
-                                or not 0 < minutes < math.inf):
-        raise InputError(f"train.checkpoint_minutes must be a positive number of minutes or "
-                         f"None, got {minutes!r}")
+    config.rollback_lr_factor = _number(
+        "rollback_lr_factor", config.rollback_lr_factor,
+        "a number in (0, 1] (the learning rates are multiplied by it at each rollback)",
+        lambda v: 0 < v <= 1)
+    if config.checkpoint_minutes is not None:
+        config.checkpoint_minutes = _number(
+            "checkpoint_minutes", config.checkpoint_minutes,
+            "a positive number of minutes or None", lambda v: v > 0)
 
 
 @dataclass

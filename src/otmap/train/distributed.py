@@ -95,9 +95,11 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(module, device_ids=ids, **option)
 
 
-def rank_seed(seed: int, rank: int, step: int) -> int:
-    """A seed for rank ``rank``'s stream from ``step`` on, independent across ranks."""
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0] >> 1)
+def rank_seed(seed: int, rank: int, step: int, rollbacks: int = 0) -> int:
+    """A seed for rank ``rank``'s stream from ``step`` on, independent across ranks (and, after
+    a rollback, of the streams before it)."""
+    entropy = [seed, rank, step] + ([rollbacks] if rollbacks else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
 def mean_over_ranks(stats: dict[str, Tensor], ranks: Ranks,

@@ -33,7 +33,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from torch import Tensor
@@ -214,11 +213,8 @@ class Trainer:
 
     def _stream_seed(self) -> int:
         """The seed of this rank's random streams from the current step on: from ``(seed,
-        rank, step)`` (:func:`rank_seed`), and the number of rollbacks once there was one."""
-        if not self.rollbacks:
-            return rank_seed(self.config.seed, self.ranks.rank, self.solver.step)
-        entropy = [self.config.seed, self.ranks.rank, self.solver.step, self.rollbacks]
-        return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+        rank, step)`` and the number of rollbacks so far (:func:`rank_seed`)."""
+        return rank_seed(self.config.seed, self.ranks.rank, self.solver.step, self.rollbacks)
 
     def _reseed(self) -> None:
         """Under torchrun: restart every rank's stream from :meth:`_stream_seed`."""
