@@ -23,11 +23,12 @@ from hypothesis.extra import numpy as hnp
 
 import otmap
 from otmap.cli import main
-from otmap.config import RunConfig, TrainConfig
-from otmap.costs import WeakKernel, WeakQuadratic, build_cost
+from otmap.core.costs import WeakKernel, WeakQuadratic, build_cost
+from otmap.core.schedules import LinearRamp, build_schedule
 from otmap.data.specs import load_samples, sampler_from_spec
 from otmap.errors import InputError, OTMapError
-from otmap.schedules import LinearRamp, build_schedule
+from otmap.experiments.config import RunConfig
+from otmap.train.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 import otmap
-from otmap.costs import InnerProduct, StrongQuadratic
-from otmap.embeddings import GrayToRGB, LinearProjection, Reshape, Upsample, build_embedding
+from otmap.core.costs import InnerProduct, StrongQuadratic
+from otmap.core.embeddings import GrayToRGB, LinearProjection, Reshape, Upsample, build_embedding
+from otmap.core.maps import DeterministicMap
 from otmap.errors import InputError
-from otmap.maps import DeterministicMap
 from otmap.nets import build_net
 
 

@@ -4,30 +4,42 @@
     result = otmap.fit(source, target)   # tensors, samplers or callables n -> Tensor
     y = result.transport(x)
     result.save("map.pt"); result = otmap.load("map.pt")
+
+The layers, lowest first (a module imports only from its own layer or lower ones):
+``errors``/``utils`` < ``core`` (costs, maps, embeddings, schedules, regularizers, solver) <
+``data``, ``nets``, ``metrics``, ``benchmarks``, ``viz`` < ``model`` (result, checkpoint) <
+``train`` (configuration, runtime, trainer, fit) < ``experiments`` (recipes, runner, sweep,
+evaluators, apply, speed) < ``cli``. See docs/architecture.md.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from otmap.api import fit, prepare  # noqa: E402
-from otmap.config import RunConfig, TrainConfig  # noqa: E402
-from otmap.costs import Cost, FromCallable, InnerProduct, StrongQuadratic  # noqa: E402
-from otmap.errors import (  # noqa: E402
+from otmap._version import __version__
+from otmap.core.costs import (
+    Cost,
+    FromCallable,
+    InnerProduct,
+    StrongQuadratic,
+    WeakKernel,
+    WeakQuadratic,
+)
+from otmap.core.maps import DeterministicMap, StochasticMap, TransportMap
+from otmap.core.solver import NeuralOT
+from otmap.errors import (
     CheckpointError,
     InputError,
     OTMapError,
     TrainingDivergedError,
     TrainingInterrupted,
 )
-from otmap.maps import DeterministicMap, TransportMap  # noqa: E402
-from otmap.result import TransportResult, load  # noqa: E402
-from otmap.solver import NeuralOT  # noqa: E402
+from otmap.model.result import TransportResult, load
+from otmap.train.config import TrainConfig
+from otmap.train.fit import fit, prepare
 
 __all__ = [
-    "fit", "prepare", "load", "TransportResult", "NeuralOT", "TrainConfig", "RunConfig",
-    "Cost", "StrongQuadratic", "InnerProduct", "FromCallable",
-    "TransportMap", "DeterministicMap",
+    "__version__", "fit", "prepare", "load", "TransportResult", "TrainConfig", "NeuralOT",
+    "Cost", "StrongQuadratic", "InnerProduct", "WeakQuadratic", "WeakKernel", "FromCallable",
+    "TransportMap", "DeterministicMap", "StochasticMap",
     "OTMapError", "InputError", "CheckpointError", "TrainingDivergedError",
     "TrainingInterrupted",
 ]

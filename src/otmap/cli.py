@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from otmap.apply import add_parser as add_apply_parser
-from otmap.benchmarks.speed import add_arguments as add_speed_arguments
-from otmap.checkpoint import CHECKPOINT_HELP
 from otmap.errors import OTMapError, TrainingInterrupted
+from otmap.experiments.apply import add_parser as add_apply_parser
+from otmap.experiments.speed import add_arguments as add_speed_arguments
+from otmap.model.checkpoint import CHECKPOINT_HELP
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -30,8 +30,8 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from otmap.recipes import DEFAULT_RECIPE, load_run_config
-    from otmap.runner import free_run_dir, run
+    from otmap.experiments.recipes import DEFAULT_RECIPE, load_run_config
+    from otmap.experiments.runner import free_run_dir, run
     from otmap.train import distributed
 
     if args.nproc is not None and args.nproc < 1:
@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _recipes(args: argparse.Namespace) -> int:
-    from otmap.recipes import describe_recipes
+    from otmap.experiments.recipes import describe_recipes
 
     rows = describe_recipes()
     width = max(len(name) for name, _ in rows)
@@ -87,8 +87,9 @@ def _single_process(command: str) -> None:
 def _bench_one(args: argparse.Namespace, dim: int) -> dict:
     """Fit one ground-truth pair with ``otmap.fit``'s defaults; its summary with the forward
     (and, for quadratic costs, inverse) scores and the linear baseline's."""
-    from otmap.config import RunConfig, TrainConfig
-    from otmap.runner import run
+    from otmap.experiments.config import RunConfig
+    from otmap.experiments.runner import run
+    from otmap.train.config import TrainConfig
 
     steps = {} if args.steps is None else {"steps": args.steps}
     train = TrainConfig(seed=args.seed, device=args.device, **steps)
@@ -135,15 +136,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _speed(args: argparse.Namespace) -> int:
-    from otmap.benchmarks.speed import main as speed_main
+    from otmap.experiments.speed import main as speed_main
 
     _single_process("bench speed")
     return speed_main(args)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from otmap.recipes import load_run_config
-    from otmap.sweep import gamma_sweep
+    from otmap.experiments.recipes import load_run_config
+    from otmap.experiments.sweep import gamma_sweep
 
     _single_process("sweep")
     config = load_run_config(args.recipe, args.overrides)
@@ -166,8 +167,8 @@ def _sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from otmap.result import load
-    from otmap.train.plots import plot_image_grid
+    from otmap.model.result import load
+    from otmap.viz.plots import plot_image_grid
 
     result = load(args.run, trusted=args.trusted, checkpoint=args.checkpoint)
     torch.manual_seed(args.seed)
@@ -190,8 +191,8 @@ def _sample(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
-    from otmap.evaluation import evaluate_generator
-    from otmap.result import load
+    from otmap.experiments.generation import evaluate_generator
+    from otmap.model.result import load
 
     if not args.fid:
         raise OTMapError("say what to evaluate: --fid")

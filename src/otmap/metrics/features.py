@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from otmap.checkpoint import atomic_save
 from otmap.errors import CheckpointError, InputError
+from otmap.utils.files import atomic_write
 
 __all__ = [
     "DigitsFeatures",
@@ -188,7 +188,7 @@ class DigitsFeatures(FeatureExtractor):
                 "accuracy": model.accuracy,
                 "state_dict": model.state_dict(),
             }
-            atomic_save(record, path)
+            atomic_write(path, lambda fh: torch.save(record, fh))
             return model
         try:
             record = torch.load(path, map_location="cpu", weights_only=True)

@@ -12,9 +12,7 @@ standard FID, :class:`~otmap.metrics.features.DigitsFeatures` a cheap digits-spe
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from torch import Tensor
 
 from otmap.errors import InputError
 from otmap.metrics.features import FeatureExtractor, default_cache_dir
+from otmap.utils.files import atomic_write
 
 __all__ = ["FeatureStats", "cached_stats", "compute_stats", "fid", "frechet_distance"]
 
@@ -69,19 +68,6 @@ def frechet_distance(mu1: object, sigma1: object, mu2: object, sigma2: object) -
     return max(0.0, float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt))
 
 
-def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` to a temporary file in ``path``'s folder, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class FeatureStats:
     """Gaussian fit of n features: mean ``mu`` [d], unbiased covariance ``sigma`` [d, d]
@@ -105,13 +91,9 @@ class FeatureStats:
     def save(self, path: str | Path) -> Path:
         """Write ``mu``, ``sigma``, ``n`` and ``extractor`` to an .npz file atomically."""
         path = Path(path)
-        _atomic_npz(
-            path,
-            mu=self.mu,
-            sigma=self.sigma,
-            n=np.int64(self.n),
-            extractor=np.str_(self.extractor),
-        )
+        arrays = {"mu": self.mu, "sigma": self.sigma, "n": np.int64(self.n),
+                  "extractor": np.str_(self.extractor)}
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
         return path
 
     @classmethod

@@ -6,7 +6,7 @@ from torch import nn
 
 from otmap.nets.conv import ResNetPotential, UNet, UpsampleGenerator
 from otmap.nets.mlp import MapMLP, PotentialMLP
-from otmap.registry import build_from_spec
+from otmap.utils.registry import build_from_spec
 
 NETS: dict[str, type[nn.Module]] = {
     "MapMLP": MapMLP, "PotentialMLP": PotentialMLP, "ResNetPotential": ResNetPotential,

@@ -4,7 +4,7 @@ A run folder holds::
 
     config.yaml          the resolved configuration
     metrics.jsonl        one JSON object per logged step (losses, evaluation metrics, time)
-    checkpoints/last.pt  a complete checkpoint (see otmap.checkpoint), written atomically
+    checkpoints/last.pt  a complete checkpoint (see otmap.model.checkpoint), written atomically
     checkpoints/best.pt  the map of the evaluation with the best ``best_metric``
     checkpoints/step-*.pt  the last ``keep_checkpoints`` checkpoints, numbered by step
     plots/*.png          training curves; for 1-D/2-D vector data the transport picture
@@ -39,23 +39,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from otmap.benchmarks.gaussian import BuresMap
-from otmap.checkpoint import (
-    BEST_NAME,
-    CHECKPOINT_NAME,
-    atomic_save,
-    keep_numbered,
-    read_checkpoint,
-)
-from otmap.config import AUTO_BEST_METRICS, TrainConfig, metric_goal
+from otmap.core.solver import NeuralOT
 from otmap.data import Sampler
 from otmap.data.samplers import to_device_async
-from otmap.diagnostics import (
-    DIVERGENCE_ADVICE,
-    FAKE_SOLUTION_ADVICE,
-    DivergenceMonitor,
-    OscillationDetector,
-    significantly_worse,
-)
 from otmap.errors import (
     CheckpointError,
     InputError,
@@ -63,11 +49,25 @@ from otmap.errors import (
     TrainingInterrupted,
 )
 from otmap.metrics import energy_distance, transport_cost
-from otmap.result import TransportResult
-from otmap.solver import NeuralOT
-from otmap.train import plots
+from otmap.model.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    atomic_save,
+    keep_numbered,
+    read_checkpoint,
+)
+from otmap.model.result import TransportResult
+from otmap.train.config import AUTO_BEST_METRICS, TrainConfig, metric_goal
+from otmap.train.diagnostics import (
+    DIVERGENCE_ADVICE,
+    FAKE_SOLUTION_ADVICE,
+    DivergenceMonitor,
+    OscillationDetector,
+    significantly_worse,
+)
 from otmap.train.distributed import Ranks, barrier, mean_over_ranks, rank_seed
 from otmap.train.loggers import Logger, build_loggers
+from otmap.viz import plots
 
 #: keys of the final row that judge the run's end (dropped when the run is resumed)
 END_OF_RUN_KEYS = ("worse_than_linear", "restored_step")
@@ -306,7 +306,7 @@ class Trainer:
 
     def _update_best(self, out: dict[str, float]) -> None:
         """Keep the evaluation with the best ``best_metric`` (``auto``: the first of
-        :data:`~otmap.config.AUTO_BEST_METRICS` the run logs, else ``fidelity``): in
+        :data:`~otmap.train.config.AUTO_BEST_METRICS` the run logs, else ``fidelity``): in
         ``checkpoints/best.pt`` with a run folder, else as CPU copies."""
         spec = self.config.best_metric
         if spec == "auto":

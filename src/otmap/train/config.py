@@ -1,0 +1,171 @@
+"""Typed training options: :class:`TrainConfig` (the solver's and the training loop's
+options, the ``train:`` section of a recipe)."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from otmap.errors import InputError
+from otmap.train.loggers import check_logger_names
+from otmap.utils.checks import check_number
+
+
+@dataclass
+class TrainConfig:
+    """Options of the solver and the training loop (one *step* = ``k_map`` map updates and one
+    potential update). The defaults are the ones ``otmap.fit`` uses for vector data;
+    ``k_map=None`` is chosen from the map (see :func:`otmap.train.fit.default_k_map`).
+
+    ``batch_size`` is per process under torchrun; ``precision``, ``channels_last`` and
+    ``compile`` are the speed options of :mod:`otmap.train.acceleration`; ``loggers`` and
+    ``plot_every`` say where metrics and pictures go (:mod:`otmap.train.loggers`)."""
+
+    steps: int = 3000
+    batch_size: int = 256
+    k_map: int | None = None
+    num_samples: int | None = None
+    potential_all_samples: bool = False
+    lr_map: float = 1e-3
+    lr_potential: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+    lr_schedule: Any = "cosine"
+    ema_decay: float | None = None
+    grad_clip: float | None = None
+    gradient_optimality: float = 0.0
+    gradient_penalty: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 50
+    eval_every: int = 500
+    checkpoint_every: int = 1000
+    eval_samples: int = 2000
+    #: backends of :mod:`otmap.train.loggers` ("jsonl" is always on; "tensorboard", "wandb")
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])
+    #: plots/latest/ is redrawn at every evaluation; a copy plots/step-XXXXXX/ every
+    #: ``plot_every`` evaluations
+    plot_every: int = 5
+    precision: str = "auto"
+    channels_last: Any = "auto"
+    compile: bool = False
+    #: checkpoints/best.pt: "auto" (the run's headline metric, see AUTO_BEST_METRICS, else
+    #: fidelity), a name of METRIC_GOALS, or "min:NAME" / "max:NAME"
+    best_metric: str = "auto"
+    #: non-finite losses: "stop", "rollback" (to the last checkpoint, learning rates times
+    #: rollback_lr_factor, new streams; at most max_rollbacks times) or "auto" (rollback for
+    #: images, stop for vectors)
+    on_divergence: str = "auto"
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
+    #: also write a checkpoint every this many minutes of wall time (None: only by steps)
+    checkpoint_minutes: float | None = None
+    #: keep the last K checkpoints as checkpoints/step-XXXXXXXX.pt (0: last.pt only)
+    keep_checkpoints: int = 0
+
+    def __post_init__(self) -> None:
+        _check_recovery_options(self)
+        self.betas = _betas(self.betas)
+        for name in ("steps", "batch_size", "k_map", "num_samples", "log_every", "eval_every",
+                     "checkpoint_every", "eval_samples", "plot_every"):
+            value = getattr(self, name)
+            if value is None and name in ("num_samples", "k_map"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"train.{name} must be a positive integer, got {value!r}")
+        if self.batch_size < 2:
+            raise InputError("train.batch_size must be at least 2")
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or not (
+                0 <= self.seed < 2**63):
+            raise InputError(f"train.seed must be an integer in [0, 2**63), got {self.seed!r}")
+        self.seed = int(self.seed)
+        for name in ("lr_map", "lr_potential"):
+            setattr(self, name, check_number(name, getattr(self, name),
+                                        "positive (a finite number such as 1e-3)",
+                                        lambda v: v > 0))
+        for name in ("weight_decay", "gradient_optimality", "gradient_penalty"):
+            setattr(self, name, check_number(name, getattr(self, name),
+                                        "a finite number >= 0 (0 turns it off)",
+                                        lambda v: v >= 0))
+        if self.grad_clip is not None:
+            self.grad_clip = check_number(
+                "grad_clip", self.grad_clip,
+                "a positive finite number such as 10, or None for no clipping", lambda v: v > 0)
+        if self.ema_decay is not None:
+            self.ema_decay = check_number("ema_decay", self.ema_decay,
+                                     "a number in (0, 1) such as 0.999, or None for no EMA",
+                                     lambda v: 0 < v < 1)
+        for name in ("potential_all_samples", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"train.{name} must be true or false, got "
+                                 f"{getattr(self, name)!r}")
+        _check_device(self.device)
+        self.loggers = check_logger_names(self.loggers)
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    """Adam's ``train.betas`` as two floats in [0, 1), else :class:`InputError`."""
+    expected = "two numbers in [0, 1) such as [0.5, 0.9]"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
+        raise InputError(f"train.betas must be {expected}, got {value!r}")
+    first, second = (check_number("betas", b, expected, lambda v: 0 <= v < 1) for b in value)
+    return first, second
+
+
+def _check_device(device: Any) -> None:
+    """``train.device``: ``"auto"``, a torch device string (``"cpu"``, ``"cuda:1"``) or a
+    :class:`torch.device`; else :class:`InputError`."""
+    if isinstance(device, torch.device) or device == "auto":
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got "
+                         f"{device!r}") from None
+
+
+#: held-out metrics ``train.best_metric`` may name, and whether lower or higher is better
+METRIC_GOALS = {"fidelity": "min", "energy": "min", "l2_uvp": "min", "fid": "min",
+                "psnr": "max", "ssim": "max", "target_class_share": "max", "cos": "max"}
+#: ``best_metric="auto"``: the first of these that a run logs (its headline metric), else
+#: ``fidelity``
+AUTO_BEST_METRICS = ("l2_uvp", "psnr", "target_class_share")
+#: ``train.on_divergence``: ``auto`` is ``rollback`` for images and ``stop`` for vectors
+ON_DIVERGENCE = ("auto", "stop", "rollback")
+
+
+def metric_goal(spec: str) -> tuple[str, str]:
+    """``train.best_metric`` (not ``auto``) as ``(metric, "min" | "max")``: a name of
+    :data:`METRIC_GOALS`, or ``min:NAME`` / ``max:NAME`` for an evaluator's own metric."""
+    goal, sep, name = str(spec).partition(":")
+    if sep and goal in ("min", "max") and name:
+        return name, goal
+    if spec in METRIC_GOALS:
+        return spec, METRIC_GOALS[spec]
+    raise InputError(f"train.best_metric must be 'auto', one of {sorted(METRIC_GOALS)}, or "
+                     f"'min:NAME' / 'max:NAME' for an evaluator's metric, got {spec!r}")
+
+
+def _check_recovery_options(config: TrainConfig) -> None:
+    """The best-checkpoint, divergence-recovery and checkpoint-frequency options."""
+    if config.best_metric != "auto":
+        metric_goal(config.best_metric)
+    if config.on_divergence not in ON_DIVERGENCE:
+        raise InputError(f"train.on_divergence must be one of {list(ON_DIVERGENCE)}, got "
+                         f"{config.on_divergence!r}")
+    for name in ("max_rollbacks", "keep_checkpoints"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(f"train.{name} must be an integer >= 0, got {value!r}")
+    config.rollback_lr_factor = check_number(
+        "rollback_lr_factor", config.rollback_lr_factor,
+        "a number in (0, 1] (the learning rates are multiplied by it at each rollback)",
+        lambda v: 0 < v <= 1)
+    if config.checkpoint_minutes is not None:
+        config.checkpoint_minutes = check_number(
+            "checkpoint_minutes", config.checkpoint_minutes,
+            "a positive number of minutes or None", lambda v: v > 0)

@@ -1,0 +1,301 @@
+"""``otmap.fit``: learn an optimal transport map between two sample sets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from otmap.core.costs import Cost, FromCallable, build_cost
+from otmap.core.embeddings import build_embedding
+from otmap.core.maps import DeterministicMap, StochasticMap, TransportMap
+from otmap.core.schedules import build_schedule
+from otmap.core.solver import NeuralOT
+from otmap.data import Sampler, ToySampler, as_sampler, check_samples
+from otmap.data.samplers import on_device
+from otmap.errors import InputError
+from otmap.model.result import TransportResult
+from otmap.nets import build_net
+from otmap.train import acceleration, distributed
+from otmap.train.config import TrainConfig
+from otmap.train.distributed import Ranks
+from otmap.train.trainer import Evaluator, Trainer
+from otmap.utils.checks import check_keys
+
+#: samples drawn once to infer shapes and set the networks' input scaling
+_SCALING_SAMPLES = 4096
+
+
+#: samples per input in the map step for weak costs when num_samples is not given
+DEFAULT_WEAK_SAMPLES = 4
+
+
+def default_k_map(stochastic: bool, images: bool) -> int:
+    """Map updates per potential update when ``k_map`` is not given: 10 for deterministic
+    vector maps (the map must solve its inner problem ``min_y c(x, y) - f(y)`` before f moves
+    on: with 5, the W2 benchmark's D = 64 pair stalled near the linear baseline), else 5 (the
+    weak-cost settings of the seeds' toys; image recipes set their own)."""
+    return 5 if stochastic or images else 10
+
+
+def default_width(dim: int) -> int:
+    """Hidden width of the default vector networks for data of dimension ``dim``:
+    ``32 * dim`` within [128, 512] (128 for 2-D toys, 512 from D = 16 on)."""
+    return min(512, max(128, 32 * dim))
+
+
+def _image_channels(size: int, width: int = 64, cap: int = 256) -> list[int]:
+    """Widths of the down-sampling blocks of a default potential: down to a 4x4 map."""
+    downs = max(1, int(math.log2(size)) - 2)
+    return [min(width * 2**i, cap) for i in range(downs + 1)]
+
+
+def _check_potential_fits(spec: dict, target_shape: tuple[int, ...]) -> None:
+    """:class:`InputError` when a ResNetPotential spec halves the images more often than their
+    size allows (each entry of ``channels`` halves ``h`` and ``w``)."""
+    if spec.get("name") != "ResNetPotential" or len(target_shape) != 3:
+        return
+    downs = len(spec.get("channels", ()))
+    if min(target_shape[1:]) < 2**downs:
+        raise InputError(
+            f"target images {target_shape[1]}x{target_shape[2]} are too small for the "
+            f"potential ResNetPotential, which halves them {downs} times (needs at least "
+            f"{2**downs}x{2**downs}): pass potential={{'channels': [64]}} (one halving per "
+            "entry), or flatten the samples to vectors with x.flatten(1)")
+
+
+def default_embedding(source_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> dict:
+    """OTM's Q for noise vectors -> images: reshape to ``c x s x s`` and up-sample bicubically
+    (192-d noise -> 3x8x8 -> the image size); a clear error when no such embedding fits."""
+    if len(source_shape) == 1 and len(target_shape) == 3:
+        c, h, w = target_shape
+        side = math.isqrt(source_shape[0] // c) if source_shape[0] % c == 0 else 0
+        if side and c * side * side == source_shape[0] and h == w:
+            return {"name": "Upsample", "size": h, "shape": [c, side, side]}
+    raise InputError(
+        f"source samples have shape {source_shape} and target samples {target_shape}: the cost "
+        "compares Q(x) with T(x), so pass embedding=... mapping the source to the target's shape "
+        "(otmap.core.embeddings: Upsample, LinearProjection, GrayToRGB, Reshape, or any fixed "
+        "nn.Module), or a cost c(x, y) that accepts both shapes"
+    )
+
+
+def _default_specs(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
+                   map_spec: dict | None, potential_spec: dict | None,
+                   stochastic: bool) -> tuple[dict, dict | None, dict]:
+    """Network specs (merged over the defaults for the data's shapes) and the noise spec of a
+    stochastic map. Vectors get MLPs; images a ResNet potential and a UNet (image -> image) or
+    an up-sampling generator (noise vector -> image)."""
+    map_spec, potential_spec = dict(map_spec or {}), dict(potential_spec or {})
+    noise = map_spec.pop("noise", None)
+    if noise is None and stochastic:
+        noise = {}
+    image_in, image_out = len(source_shape) == 3, len(target_shape) == 3
+    if noise is not None:
+        default_noise = {"noise_dim": 1, "inject": "channels"} if image_in else {
+            "noise_dim": source_shape[0], "inject": "concat"}
+        noise = {"noise_std": 1.0, **default_noise, **noise}
+    if image_out:
+        c, h = target_shape[0], target_shape[1]
+        potential_spec = {"name": "ResNetPotential", "in_channels": c,
+                          "channels": _image_channels(h), **potential_spec}
+        if image_in:
+            extra = noise["noise_dim"] if noise is not None else 0
+            map_spec = {"name": "UNet", "in_channels": source_shape[0] + extra,
+                        "out_channels": c, "channels": [64, 128, 256][: 1 + min(2, h // 8)],
+                        **map_spec}
+        elif len(source_shape) == 1:
+            map_spec = {"name": "UpsampleGenerator", "nz": source_shape[0], "out_channels": c,
+                        "size": h, "channels": _image_channels(h, 64, 256)[::-1], **map_spec}
+        return map_spec, noise, potential_spec
+    if len(source_shape) != 1 or len(target_shape) != 1:
+        raise InputError(f"no default networks for data {source_shape} -> {target_shape}: "
+                         "pass map=... and potential=... (nn.Module or spec dicts)")
+    d_in, d_out = source_shape[0], target_shape[0]
+    # T(x) = x + net(x) for deterministic maps; a stochastic T(x, z) = net(cat[x, z]) starts at
+    # 0 (the residual start x + net(cat[x, z]) ended worse on the half-circles toy for both
+    # weak costs, docs/benchmarks.md)
+    residual = d_in == d_out and noise is None
+    if noise is not None:
+        d_in += noise["noise_dim"]
+    hidden = [default_width(d_out)] * 3
+    map_spec = {"name": "MapMLP", "in_features": d_in, "out_features": d_out, "hidden": hidden,
+                "residual": residual, **map_spec}
+    potential_spec = {"name": "PotentialMLP", "in_features": d_out, "hidden": hidden,
+                      **potential_spec}
+    return map_spec, noise, potential_spec
+
+
+def _build_map(net: nn.Module | dict, noise: dict | None) -> TransportMap:
+    """Wrap a network (or build it from its spec) as a deterministic or stochastic map."""
+    if isinstance(net, TransportMap):
+        return net
+    net = net if isinstance(net, nn.Module) else build_net(net)
+    return StochasticMap(net, **noise) if noise is not None else DeterministicMap(net)
+
+
+@dataclass
+class Setup:
+    """Everything a training loop needs, built from data, options and network specs."""
+
+    solver: NeuralOT
+    source: Sampler
+    target: Sampler
+    config: TrainConfig
+    result: TransportResult
+    record: dict
+    ranks: Ranks
+    channels_last: bool
+
+
+def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
+            map: nn.Module | dict | None = None, potential: nn.Module | dict | None = None,
+            embedding: nn.Module | dict | None = None, steps: int | None = None,
+            batch_size: int | None = None, device: str = "auto", seed: int = 0,
+            record: dict | None = None, run_dir: str | Path | None = None,
+            **options: Any) -> Setup:
+    """Build the solver of :func:`fit` (same arguments) without training: seeds torch, checks
+    the data, builds the networks for its shapes, joins torchrun's process group when there is
+    one and applies the speed options."""
+    check_keys(options, [f.name for f in dataclasses.fields(TrainConfig)], "fit")
+    overrides = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
+    config = TrainConfig(**{**options, **overrides, "seed": seed, "device": device})
+    torch.manual_seed(config.seed)
+    if isinstance(embedding, dict):
+        embedding = build_embedding(embedding)
+    source_s, target_s = as_sampler(source, "source"), as_sampler(target, "target")
+    x0 = check_samples(source_s.sample(_SCALING_SAMPLES), "source")
+    y0 = check_samples(target_s.sample(_SCALING_SAMPLES), "target")
+    if bool((y0 == y0[:1]).all()):  # the fidelity's reference distance would be 0
+        raise InputError(f"target: all {len(y0)} samples drawn are the same point, so there is "
+                         "no distribution to fit; check the target data (a constant file, "
+                         "column or sampler?)")
+    source_shape, target_shape = tuple(x0.shape[1:]), tuple(y0.shape[1:])
+    cost_obj = build_cost(cost, target_shape)
+    if embedding is None and source_shape != target_shape and not isinstance(cost_obj,
+                                                                              FromCallable):
+        embedding = build_embedding(default_embedding(source_shape, target_shape))
+    map_spec, noise, potential_spec = _default_specs(
+        source_shape, target_shape, map if isinstance(map, dict) else None,
+        potential if isinstance(potential, dict) else None, stochastic=cost_obj.min_samples > 1)
+    transport_map = _build_map(map if isinstance(map, nn.Module) else map_spec, noise)
+    if not isinstance(potential, nn.Module):
+        _check_potential_fits(potential_spec, target_shape)
+    f = potential if isinstance(potential, nn.Module) else build_net(potential_spec)
+    transport_map.fit_scaling(x0, y0)
+    if hasattr(f, "fit_scaling"):
+        f.fit_scaling(y0)
+    num_samples = config.num_samples or (
+        max(DEFAULT_WEAK_SAMPLES, cost_obj.min_samples) if transport_map.stochastic else 1)
+    if config.k_map is None:
+        config = dataclasses.replace(
+            config, k_map=default_k_map(transport_map.stochastic, len(target_shape) == 3))
+    ranks, dev = distributed.setup(config.device)
+    images = len(target_shape) == 3
+    channels_last = acceleration.use_channels_last(
+        config.channels_last, images,
+        custom_modules=isinstance(map, nn.Module) or isinstance(potential, nn.Module))
+    if channels_last:
+        acceleration.to_channels_last(transport_map, f)
+    if dev.type == "cuda":
+        source_s, target_s = on_device(source_s, dev), on_device(target_s, dev)
+    solver = NeuralOT(
+        transport_map.to(dev), f.to(dev), cost_obj,
+        embedding=embedding.to(dev) if embedding is not None else None,
+        k_map=config.k_map, num_samples=num_samples,
+        potential_samples=num_samples if config.potential_all_samples else 1,
+        lr_map=config.lr_map, lr_potential=config.lr_potential, betas=config.betas,
+        weight_decay=config.weight_decay,
+        lr_schedule=build_schedule(config.lr_schedule, total_steps=config.steps),
+        ema_decay=config.ema_decay, grad_clip=config.grad_clip,
+        gradient_optimality=config.gradient_optimality,
+        gradient_penalty=config.gradient_penalty,
+        autocast_dtype=acceleration.autocast_dtype(config.precision, dev))
+    if config.compile:
+        acceleration.compile_networks(
+            transport_map, f,
+            double_backward=bool(config.gradient_penalty or config.gradient_optimality))
+    if ranks.distributed:
+        solver.distribute(lambda module: distributed.wrap(module, dev))
+    record = dict(record or {})
+    if isinstance(source_s, ToySampler) and not record.get("source"):
+        record["source"] = {"toy": source_s.name, **source_s.params}
+    full_record = {**record, "train": dataclasses.asdict(config),
+                   "cost": cost_obj.config(),
+                   "map": ({"module": type(map).__name__} if isinstance(map, nn.Module)
+                           else {**map_spec, "noise": noise}),
+                   "potential": ({"module": type(potential).__name__}
+                                 if isinstance(potential, nn.Module) else potential_spec)}
+    result = TransportResult(solver.eval_map, cost=cost_obj, embedding=embedding,
+                             potential=solver.potential,
+                             source_shape=source_shape, target_shape=target_shape,
+                             config=full_record, run_dir=run_dir)
+    return Setup(solver, source_s, target_s, config, result, full_record, ranks, channels_last)
+
+
+def describe(setup: Setup) -> str:
+    """One line on how a run computes: device, precision, layout, processes and batch."""
+    solver = setup.solver
+    device = next(solver.map.parameters()).device
+    parts = [str(device), "bf16 autocast" if solver.autocast_dtype else "float32"]
+    if setup.channels_last:
+        parts.append("channels-last")
+    if setup.config.compile:
+        parts.append("compiled")
+    n = setup.ranks.world_size
+    parts.append(f"{n} processes x batch {setup.config.batch_size}" if n > 1
+                 else f"batch {setup.config.batch_size}")
+    return ", ".join(parts)
+
+
+def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
+        map: nn.Module | dict | None = None, potential: nn.Module | dict | None = None,
+        embedding: nn.Module | dict | None = None, steps: int | None = None,
+        batch_size: int | None = None, device: str = "auto", seed: int = 0,
+        run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+        evaluator: Evaluator | None = None, record: dict | None = None,
+        **options: Any) -> TransportResult:
+    """Learn a transport map from ``source`` to ``target``.
+
+    Args:
+        source, target: a Tensor of samples ``[n, *shape]``, a sampler (``sample(n)``), or a
+            callable ``n -> Tensor``.
+        cost: ``None`` (``1/2 |x - y|^2``), a name (``"quadratic"``, ``"inner_product"``), a
+            :class:`~otmap.core.costs.Cost`, or a callable ``c(x, y) -> [N]``.
+        map, potential: ``nn.Module`` or spec dicts (``{"name": "MapMLP", "hidden": [...]}``);
+            defaults: :class:`~otmap.nets.MapMLP`/:class:`~otmap.nets.PotentialMLP` for vectors.
+            A map spec's ``"noise"`` entry (``{"noise_dim", "noise_std", "inject"}``) makes a
+            :class:`~otmap.core.maps.StochasticMap`; a weak cost makes one by default (noise of the
+            data's dimension, std 1, concatenated), with ``num_samples=4`` per input.
+        embedding: fixed Q applied to x before the cost, for unequal dimensions: an
+            ``nn.Module`` or a spec (``{"name": "Upsample", "size": 32, "shape": [3, 8, 8]}``,
+            see :mod:`otmap.core.embeddings`).
+        steps, batch_size, seed, device, and ``options``: fields of :class:`TrainConfig`.
+        run_dir: write config, metrics.jsonl, checkpoints and plots there; ``resume`` continues.
+        evaluator: extra held-out metrics ``(result, x, y) -> dict`` at every evaluation.
+
+    Under ``torchrun`` every process calls ``fit`` alike; they train one map together (see
+    :mod:`otmap.train.distributed`) and rank 0 writes the run folder.
+
+    Returns:
+        A :class:`TransportResult`: ``result.transport(x)``, ``result.save(path)``.
+    """
+    setup = prepare(source, target, cost=cost, map=map, potential=potential,
+                    embedding=embedding, steps=steps, batch_size=batch_size, device=device,
+                    seed=seed, record=record, run_dir=run_dir, **options)
+    if progress and setup.ranks.is_main:
+        print(f"otmap: {describe(setup)}", file=sys.stderr)
+    trainer = Trainer(setup.solver, setup.source, setup.target, setup.config, setup.result,
+                      run_dir=run_dir, record=setup.record, evaluator=evaluator,
+                      progress=progress, resume=resume, ranks=setup.ranks,
+                      channels_last=setup.channels_last)
+    return trainer.run()
+
+
+__all__ = ["fit", "prepare", "Setup", "default_embedding", "default_k_map", "default_width"]
