@@ -44,49 +44,70 @@ class DeterministicMap(TransportMap):
         return y.expand(-1, k, *y.shape[2:])
 
 
+class NoiseInjection:
+    """How the noise z of a stochastic map enters its network: ``net(cat[x, z], dim=1)`` with
+    z drawn by :meth:`noise` in the shape this injection concatenates."""
+
+    def __init__(self, noise_dim: int) -> None:
+        self.noise_dim = noise_dim
+
+    def noise(self, x: Tensor) -> Tensor:
+        """Standard Gaussian noise for a batch ``x`` (on x's device and dtype)."""
+        raise NotImplementedError
+
+
+class ConcatNoise(NoiseInjection):
+    """Vectors ``x [B, d]``: ``noise_dim`` extra input features."""
+
+    def noise(self, x: Tensor) -> Tensor:
+        return torch.randn((x.shape[0], self.noise_dim), device=x.device, dtype=x.dtype)
+
+
+class ChannelNoise(NoiseInjection):
+    """Images ``x [B, c, h, w]``: ``noise_dim`` extra channels at full resolution (in x's
+    memory layout)."""
+
+    def noise(self, x: Tensor) -> Tensor:
+        z = torch.randn((x.shape[0], self.noise_dim, *x.shape[2:]), device=x.device,
+                        dtype=x.dtype)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            z = z.contiguous(memory_format=torch.channels_last)
+        return z
+
+
+#: the ``inject`` names of a map spec's ``noise`` entry
+INJECTIONS: dict[str, type[NoiseInjection]] = {"concat": ConcatNoise, "channels": ChannelNoise}
+
+
 class StochasticMap(TransportMap):
-    """``T(x, z)`` with Gaussian noise ``z ~ N(0, noise_std^2 I)``, drawn fresh per call.
-
-    ``inject`` says how z enters the network:
-
-    * ``"concat"`` (vectors ``[B, d]``): ``net(cat[x, z])`` with ``z`` of ``noise_dim`` features;
-    * ``"channels"`` (images ``[B, c, h, w]``): ``noise_dim`` extra channels at full resolution;
-    * ``"condition"``: ``net(x, z)`` with ``z`` a ``[B, noise_dim]`` vector (a conditional-norm
-      network such as KNOT's CUNet).
+    """``T(x, z) = net(cat[x, z])`` with Gaussian noise ``z ~ N(0, noise_std^2 I)``, drawn fresh
+    per call; ``inject`` names the :class:`NoiseInjection` (``"concat"``: vectors,
+    ``"channels"``: images).
 
     ``sample(x, k)`` repeats each input ``k`` times with independent noises: ``[B, k, *dims]``.
     """
 
     stochastic = True
-    INJECTIONS = ("concat", "channels", "condition")
 
     def __init__(self, net: nn.Module, noise_dim: int, noise_std: float = 1.0,
                  inject: str = "concat") -> None:
         super().__init__()
-        if inject not in self.INJECTIONS:
+        if inject not in INJECTIONS:
             raise InputError(f"unknown noise injection {inject!r}; choose one of "
-                             f"{list(self.INJECTIONS)}")
+                             f"{list(INJECTIONS)}")
         if noise_dim < 1 or not noise_std > 0:
             raise InputError(f"noise_dim must be >= 1 and noise_std > 0, got {noise_dim}, "
                              f"{noise_std}")
         self.net, self.noise_dim, self.noise_std, self.inject = net, noise_dim, noise_std, inject
+        self.injection = INJECTIONS[inject](noise_dim)
 
     def noise(self, x: Tensor) -> Tensor:
         """Fresh noise for a batch ``x`` (on x's device and dtype)."""
-        if self.inject == "channels":
-            z = torch.randn((x.shape[0], self.noise_dim, *x.shape[2:]), device=x.device,
-                            dtype=x.dtype)
-            if x.is_contiguous(memory_format=torch.channels_last):  # concatenate in x's layout
-                z = z.contiguous(memory_format=torch.channels_last)
-            return z * self.noise_std
-        return torch.randn((x.shape[0], self.noise_dim), device=x.device,
-                           dtype=x.dtype) * self.noise_std
+        return self.injection.noise(x) * self.noise_std
 
     def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
         """``T(x, z)`` for one noise per input (fresh noise when ``z`` is None)."""
         z = self.noise(x) if z is None else z
-        if self.inject == "condition":
-            return self.net(x, z)
         return self.net(torch.cat([x, z], dim=1))
 
     def sample(self, x: Tensor, k: int = 1) -> Tensor:
@@ -98,11 +119,12 @@ class StochasticMap(TransportMap):
     def fit_scaling(self, x: Tensor, y: Tensor) -> None:
         """Standardise the data inputs of a scaled network; noise inputs keep their raw scale
         (``noise_std`` is a modelling choice, as in the reference code)."""
-        if self.inject != "concat" or not hasattr(self.net, "fit_scaling"):
+        if not isinstance(self.injection, ConcatNoise) or not hasattr(self.net, "fit_scaling"):
             return
         self.net.fit_scaling(torch.cat([x, self.noise(x)], dim=1), y)
         self.net.in_shift[x.shape[1]:] = 0.0
         self.net.in_scale[x.shape[1]:] = 1.0
 
 
-__all__ = ["TransportMap", "DeterministicMap", "StochasticMap"]
+__all__ = ["TransportMap", "DeterministicMap", "StochasticMap", "NoiseInjection", "ConcatNoise",
+           "ChannelNoise", "INJECTIONS"]

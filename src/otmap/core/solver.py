@@ -14,15 +14,21 @@ A deterministic map is the case ``K = 1`` without z.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from otmap.core.config import SolverConfig
 from otmap.core.costs import Cost
 from otmap.core.maps import TransportMap
-from otmap.core.schedules import Constant, Schedule
+from otmap.core.regularizers import PotentialBatch, build_regularizers
+from otmap.core.schedules import build_schedule
 from otmap.errors import InputError
+from otmap.utils.checks import check_keys
 
 SampleFn = Callable[[], Tensor]
 
@@ -47,78 +53,76 @@ class _MapSampling(nn.Module):
         return self.map.sample(x, k)
 
 
+#: samples per input in the map step of a stochastic map when ``num_samples`` is not given
+DEFAULT_WEAK_SAMPLES = 4
+
+
+def default_k_map(stochastic: bool, images: bool = False) -> int:
+    """Map updates per potential update when ``k_map`` is not given: 10 for deterministic
+    vector maps (the map must solve its inner problem ``min_y c(x, y) - f(y)`` before f moves
+    on: with 5, the W2 benchmark's D = 64 pair stalled near the linear baseline), else 5 (the
+    weak-cost settings of the seeds' toys; image recipes set their own)."""
+    return 5 if stochastic or images else 10
+
+
 class NeuralOT(nn.Module):
-    """Holds the two players, their optimisers and the EMA of the map.
+    """Holds the two players, their optimisers, the regularisers and the EMA of the map.
 
     Args:
         transport_map: the map T (``sample(x, k) -> [B, k, *dims]``).
         potential: the potential ``f([N, *dims]) -> [N]``.
         cost: the cost estimator (sees ``embedding(x)``).
+        config: the solver's options (:class:`~otmap.core.config.SolverConfig`, or a
+            :class:`~otmap.train.config.TrainConfig`, which extends it); None: the defaults.
         embedding: the fixed Q for unequal dimensions (identity when None).
-        k_map: map steps per potential step.
-        num_samples: K, samples ``T(x, z_k)`` per input in the map step.
-        potential_samples: samples per input in the potential step (1 as in the reference
-            code, or K).
-        lr_map, lr_potential: Adam learning rates; ``betas``: Adam betas for both.
-        weight_decay: Adam's L2 weight decay, for both players.
-        lr_schedule: multiplier ``step -> factor`` of both learning rates (step = outer step).
-        ema_decay: keep an exponential moving average of the map's weights (None: no EMA).
-        grad_clip: clip each player's gradient norm to this value (None: no clipping).
-        gradient_optimality: weight of OTM's gradient-optimality term in the potential loss,
-            ``|| mean_b grad f(T(x_b)) - mean_b grad_y c(Q(x_b), y)|_{y=T(x_b)} ||``: at an
-            optimal map each T(x) is a stationary point of ``c(Q(x), .) - f``. (The reference
-            code compares with ``Q(x)`` and mis-scales by D; this form holds for every strong
-            cost.) Under torchrun each process takes the norm of its own batch's means, so N
-            processes estimate it from N smaller batches.
-        gradient_penalty: weight of a WGAN-style penalty ``mean_b (|grad f(y_hat_b)| - 1)^2``
-            on interpolates ``y_hat = eta y + (1 - eta) T(x)``, ``eta ~ U(0, 1)`` per sample
-            (OTM-GP; the gradient is per sample, not of the batch mean).
         autocast_dtype: run the networks under ``torch.autocast`` in this dtype (e.g.
             ``torch.bfloat16``); costs and losses stay in float32. None: float32 throughout.
+        **overrides: fields of :class:`SolverConfig` replacing the config's (``k_map=2``).
+
+    ``k_map=None`` and ``num_samples=None`` are resolved from the map (see
+    :class:`SolverConfig`); the regularisers are built from ``gradient_optimality`` and
+    ``gradient_penalty`` (:mod:`otmap.core.regularizers`).
     """
 
-    def __init__(self, transport_map: TransportMap, potential: nn.Module, cost: Cost, *,
-                 embedding: nn.Module | None = None, k_map: int = 5, num_samples: int = 1,
-                 potential_samples: int = 1,
-                 lr_map: float = 1e-3, lr_potential: float = 1e-3,
-                 betas: tuple[float, float] = (0.5, 0.9), weight_decay: float = 0.0,
-                 lr_schedule: Schedule | None = None, ema_decay: float | None = None,
-                 grad_clip: float | None = None, gradient_optimality: float = 0.0,
-                 gradient_penalty: float = 0.0,
-                 autocast_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, transport_map: TransportMap, potential: nn.Module, cost: Cost,
+                 config: SolverConfig | None = None, *, embedding: nn.Module | None = None,
+                 autocast_dtype: torch.dtype | None = None, **overrides: Any) -> None:
         super().__init__()
-        if k_map < 1:
-            raise InputError(f"k_map must be >= 1, got {k_map}")
+        config = config if config is not None else SolverConfig()
+        check_keys(overrides, [f.name for f in fields(SolverConfig)], "NeuralOT")
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        stochastic = transport_map.stochastic
+        k_map = config.k_map or default_k_map(stochastic)
+        num_samples = config.num_samples or (
+            max(DEFAULT_WEAK_SAMPLES, cost.min_samples) if stochastic else 1)
         if num_samples < cost.min_samples:
             raise InputError(f"{cost!r} needs num_samples >= {cost.min_samples}, got {num_samples}")
-        if not transport_map.stochastic and max(num_samples, potential_samples) != 1:
-            raise InputError("a deterministic map takes num_samples=1 and potential_samples=1; "
-                             "a weak cost needs a StochasticMap")
+        if not stochastic and num_samples != 1:
+            raise InputError("a deterministic map takes num_samples=1; a weak cost needs a "
+                             "StochasticMap")
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in potential.modules()):
             raise InputError("the potential has batch normalisation, so f(y) would depend on "
                              "the other samples of its batch: use norm='none', 'instance' or "
                              "'group' (OT potentials are functions of one sample)")
-        if gradient_optimality and cost.min_samples > 1:
-            raise InputError("gradient_optimality is OTM's stationarity condition for strong "
-                             f"costs; {type(cost).__name__} is a weak cost: use "
-                             "gradient_penalty instead")
-        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise InputError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
+        self.config = config
         self.map = transport_map
         self.potential = potential
         self.embedding = embedding if embedding is not None else nn.Identity()
         self.embedding.requires_grad_(False)
         self.cost = cost
         self.k_map, self.num_samples = k_map, num_samples
-        self.potential_samples = potential_samples
-        self.lr_map, self.lr_potential = lr_map, lr_potential
-        self.lr_schedule = lr_schedule or Constant(1.0)
-        self.ema_decay, self.grad_clip = ema_decay, grad_clip
-        self.gradient_optimality, self.gradient_penalty = gradient_optimality, gradient_penalty
-        self.map_optimizer = _adam(self.map, lr=lr_map, betas=betas, weight_decay=weight_decay)
-        self.potential_optimizer = _adam(self.potential, lr=lr_potential, betas=betas,
-                                         weight_decay=weight_decay)
-        self.ema_map = copy.deepcopy(transport_map).requires_grad_(False) if ema_decay else None
+        self.potential_samples = num_samples if config.potential_all_samples else 1
+        self.lr_map, self.lr_potential = config.lr_map, config.lr_potential
+        self.lr_schedule = build_schedule(config.lr_schedule, total_steps=config.steps)
+        self.ema_decay, self.grad_clip = config.ema_decay, config.grad_clip
+        self.regularizers = build_regularizers(config.gradient_optimality,
+                                               config.gradient_penalty, cost, self.embedding)
+        options = {"betas": config.betas, "weight_decay": config.weight_decay}
+        self.map_optimizer = _adam(self.map, lr=config.lr_map, **options)
+        self.potential_optimizer = _adam(self.potential, lr=config.lr_potential, **options)
+        self.ema_map = (copy.deepcopy(transport_map).requires_grad_(False)
+                        if config.ema_decay else None)
         self.autocast_dtype = autocast_dtype
         # the forwards whose gradients each step applies (see distribute); a plain dict, so
         # the wrappers are not registered twice as sub-modules
@@ -152,49 +156,29 @@ class NeuralOT(nn.Module):
 
     def potential_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """``mean f(T(x, z)) - mean f(y)`` (the negative of the dual objective's potential part)
-        plus the enabled regularisers.
+        plus each regulariser's weighted term.
 
-        f sees ``[T(x); y; interpolates]`` in one call (one forward, one gradient
-        synchronisation): the potential must be a function of each sample (no batch norm).
+        f sees ``[T(x); y; every regulariser's extra points]`` in one call (one forward, one
+        gradient synchronisation): the potential must be a function of each sample (no batch
+        norm).
         """
         with self._autocast(x), torch.no_grad():
             ty = self.map.sample(x, self.potential_samples).flatten(0, 1).float()
-        parts = [ty.requires_grad_(bool(self.gradient_optimality)), y]
-        if self.gradient_penalty:
-            n = min(len(y), len(ty))
-            eta = torch.rand(n, *([1] * (y.dim() - 1)), device=y.device, dtype=y.dtype)
-            parts.append((eta * y[:n] + (1 - eta) * ty[:n].detach()).requires_grad_(True))
+        ty.requires_grad_(any(r.needs_map_gradient for r in self.regularizers))
+        extra = [r.points(ty, y) for r in self.regularizers]
+        parts = [ty, y, *(p for p in extra if p is not None)]
         with self._autocast(x):
             values = self._trained["potential"](torch.cat(parts)).float()
-        values = values.split([len(p) for p in parts])
-        f_t, f_y = values[0].mean(), values[1].mean()
-        loss, stats = f_t - f_y, {"f_y": f_y.detach(), "f_t": f_t.detach()}
-        if self.gradient_optimality:
-            go = self.gradient_optimality_term(x, ty, values[0])
-            loss, stats["gradient_optimality"] = loss + self.gradient_optimality * go, go.detach()
-        if self.gradient_penalty:
-            gp = self.gradient_penalty_term(parts[-1], values[-1])
-            loss, stats["gradient_penalty"] = loss + self.gradient_penalty * gp, gp.detach()
+        f_ty, f_y, *f_extra = values.split([len(p) for p in parts])
+        loss = f_ty.mean() - f_y.mean()
+        stats = {"f_y": f_y.mean().detach(), "f_t": f_ty.mean().detach()}
+        f_extra = iter(f_extra)
+        for regularizer, points in zip(self.regularizers, extra):
+            term = regularizer.term(PotentialBatch(
+                x, ty, f_ty, y, points, next(f_extra) if points is not None else None))
+            loss = loss + regularizer.weight * term
+            stats[regularizer.name] = term.detach()
         return loss, stats
-
-    def gradient_optimality_term(self, x: Tensor, ty: Tensor, f_ty: Tensor) -> Tensor:
-        """``|| mean_b grad f(T(x_b)) - mean_b grad_y c(Q(x_b), T(x_b)) ||`` (differentiable in
-        f's parameters; ``ty`` (requiring grad) holds one T(x) per x, or K per x in order, and
-        ``f_ty = f(ty)``)."""
-        k = ty.shape[0] // x.shape[0]
-        with torch.no_grad():
-            qx = self.embedding(x).repeat_interleave(k, dim=0)
-        y = ty.detach().requires_grad_(True)
-        grad_c = torch.autograd.grad(self.cost(qx, y.unsqueeze(1)).sum(), y)[0]
-        grad_f = torch.autograd.grad(f_ty.sum(), ty, create_graph=True)[0]
-        return (grad_f.mean(0) - grad_c.mean(0)).norm()
-
-    @staticmethod
-    def gradient_penalty_term(y_hat: Tensor, f_y_hat: Tensor) -> Tensor:
-        """``mean_b (|grad f(y_hat)|_b - 1)^2`` with per-sample gradients, at interpolates
-        ``y_hat = eta y + (1 - eta) T(x)`` (requiring grad) and ``f_y_hat = f(y_hat)``."""
-        grad = torch.autograd.grad(f_y_hat.sum(), y_hat, create_graph=True)[0]
-        return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
     # -- steps --------------------------------------------------------------------------------
     def _update(self, loss: Tensor, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from otmap.errors import InputError
 from otmap.experiments.config import RunConfig
 from otmap.experiments.restoration import HeldOutSet
 from otmap.model.result import TransportResult
-from otmap.train.distributed import Ranks, shutdown
+from otmap.train.distributed import Ranks
 from otmap.train.fit import fit
 
 
@@ -71,18 +70,17 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
     test = HeldOutSet(config.test, config.source) if config.test is not None else None
     if test is not None:
         evaluator = _with_live_test_picture(test, run_dir, config.name)
-    train = dataclasses.asdict(config.train)
     start = time.perf_counter()
-    result = fit(source, target, cost=config.cost, map=config.map, potential=config.potential,
-                 run_dir=run_dir, resume=resume, progress=progress, evaluator=evaluator,
+    result = fit(source, target, config.train, cost=config.cost, map=config.map,
+                 potential=config.potential, run_dir=run_dir, resume=resume, progress=progress,
+                 evaluator=evaluator,
                  record={"name": config.name, "description": config.description,
                          "source": config.source, "target": config.target,
-                         "benchmark": config.benchmark, "test": config.test}, **train)
+                         "benchmark": config.benchmark, "test": config.test})
     summary = {"name": config.name, "steps": config.train.steps,
                "seconds": round(time.perf_counter() - start, 2),
                "rollbacks": (result.training or {}).get("rollbacks", 0)}
-    ranks = Ranks.from_env()
-    shutdown()  # every rank is done training: rank 0 scores alone, nobody waits on it
+    ranks = Ranks.from_env()  # fit has left the process group: rank 0 scores alone
     if not ranks.is_main:
         return result, summary
     if pair is not None:

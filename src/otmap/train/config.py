@@ -3,42 +3,32 @@ options, the ``train:`` section of a recipe)."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 
+from otmap.core.config import SolverConfig, boolean, positive_int
 from otmap.errors import InputError
 from otmap.train.loggers import check_logger_names
-from otmap.utils.checks import check_number
+from otmap.utils.checks import check_keys, check_number
 
 
 @dataclass
-class TrainConfig:
-    """Options of the solver and the training loop (one *step* = ``k_map`` map updates and one
-    potential update). The defaults are the ones ``otmap.fit`` uses for vector data;
-    ``k_map=None`` is chosen from the map (see :func:`otmap.train.fit.default_k_map`).
+class TrainConfig(SolverConfig):
+    """Options of a training run: the solver's (:class:`~otmap.core.config.SolverConfig`, passed
+    whole to the solver) and the loop's, flat as in a recipe's ``train:`` section. The defaults
+    are the ones ``otmap.fit`` uses for vector data; ``fit`` resolves ``k_map=None`` from the map
+    and the data (see :func:`otmap.train.fit.default_k_map`).
 
-    ``batch_size`` is per process under torchrun; ``precision``, ``channels_last`` and
-    ``compile`` are the speed options of :mod:`otmap.train.acceleration`; ``loggers`` and
-    ``plot_every`` say where metrics and pictures go (:mod:`otmap.train.loggers`)."""
+    ``batch_size`` is per process under torchrun; ``seed`` and ``device`` set the run's
+    :class:`~otmap.train.runtime.Runtime`; ``precision``, ``channels_last`` and ``compile`` are
+    the speed options of :mod:`otmap.train.acceleration`; ``loggers`` and ``plot_every`` say
+    where metrics and pictures go (:mod:`otmap.train.loggers`)."""
 
-    steps: int = 3000
     batch_size: int = 256
-    k_map: int | None = None
-    num_samples: int | None = None
-    potential_all_samples: bool = False
-    lr_map: float = 1e-3
-    lr_potential: float = 1e-3
-    betas: tuple[float, float] = (0.5, 0.9)
-    weight_decay: float = 0.0
-    lr_schedule: Any = "cosine"
-    ema_decay: float | None = None
-    grad_clip: float | None = None
-    gradient_optimality: float = 0.0
-    gradient_penalty: float = 0.0
     seed: int = 0
     device: str = "auto"
     log_every: int = 50
@@ -68,52 +58,36 @@ class TrainConfig:
     keep_checkpoints: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_recovery_options(self)
-        self.betas = _betas(self.betas)
-        for name in ("steps", "batch_size", "k_map", "num_samples", "log_every", "eval_every",
-                     "checkpoint_every", "eval_samples", "plot_every"):
-            value = getattr(self, name)
-            if value is None and name in ("num_samples", "k_map"):
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"train.{name} must be a positive integer, got {value!r}")
+        for name in ("batch_size", "log_every", "eval_every", "checkpoint_every",
+                     "eval_samples", "plot_every"):
+            positive_int(name, getattr(self, name))
         if self.batch_size < 2:
             raise InputError("train.batch_size must be at least 2")
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or not (
                 0 <= self.seed < 2**63):
             raise InputError(f"train.seed must be an integer in [0, 2**63), got {self.seed!r}")
         self.seed = int(self.seed)
-        for name in ("lr_map", "lr_potential"):
-            setattr(self, name, check_number(name, getattr(self, name),
-                                        "positive (a finite number such as 1e-3)",
-                                        lambda v: v > 0))
-        for name in ("weight_decay", "gradient_optimality", "gradient_penalty"):
-            setattr(self, name, check_number(name, getattr(self, name),
-                                        "a finite number >= 0 (0 turns it off)",
-                                        lambda v: v >= 0))
-        if self.grad_clip is not None:
-            self.grad_clip = check_number(
-                "grad_clip", self.grad_clip,
-                "a positive finite number such as 10, or None for no clipping", lambda v: v > 0)
-        if self.ema_decay is not None:
-            self.ema_decay = check_number("ema_decay", self.ema_decay,
-                                     "a number in (0, 1) such as 0.999, or None for no EMA",
-                                     lambda v: 0 < v < 1)
-        for name in ("potential_all_samples", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"train.{name} must be true or false, got "
-                                 f"{getattr(self, name)!r}")
+        boolean("compile", self.compile)
         _check_device(self.device)
         self.loggers = check_logger_names(self.loggers)
 
-
-def _betas(value: Any) -> tuple[float, float]:
-    """Adam's ``train.betas`` as two floats in [0, 1), else :class:`InputError`."""
-    expected = "two numbers in [0, 1) such as [0.5, 0.9]"
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
-        raise InputError(f"train.betas must be {expected}, got {value!r}")
-    first, second = (check_number("betas", b, expected, lambda v: 0 <= v < 1) for b in value)
-    return first, second
+    @classmethod
+    def build(cls, config: TrainConfig | dict | None = None, where: str = "fit",
+              **overrides: Any) -> TrainConfig:
+        """A :class:`TrainConfig` from a config (or the mapping of a recipe's ``train:``
+        section, or None for the defaults) with ``overrides`` replacing fields; unknown names
+        raise :class:`InputError` with a did-you-mean hint."""
+        names = [f.name for f in fields(cls)]
+        check_keys(overrides, names, where)
+        if config is None or isinstance(config, dict):
+            check_keys(dict(config or {}), names, where)
+            return cls(**{**(config or {}), **overrides})
+        if not isinstance(config, TrainConfig):
+            raise InputError(f"{where}: config must be an otmap.TrainConfig or a mapping of its "
+                             f"fields, got {type(config).__name__}")
+        return dataclasses.replace(config, **overrides) if overrides else config
 
 
 def _check_device(device: Any) -> None:

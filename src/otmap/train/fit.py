@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from otmap.core.costs import Cost, FromCallable, build_cost
 from otmap.core.embeddings import build_embedding
 from otmap.core.maps import DeterministicMap, StochasticMap, TransportMap
-from otmap.core.schedules import build_schedule
-from otmap.core.solver import NeuralOT
+from otmap.core.solver import NeuralOT, default_k_map
 from otmap.data import Sampler, ToySampler, as_sampler, check_samples
 from otmap.data.samplers import on_device
 from otmap.errors import InputError
@@ -25,23 +23,11 @@ from otmap.nets import build_net
 from otmap.train import acceleration, distributed
 from otmap.train.config import TrainConfig
 from otmap.train.distributed import Ranks
+from otmap.train.runtime import Runtime
 from otmap.train.trainer import Evaluator, Trainer
-from otmap.utils.checks import check_keys
 
 #: samples drawn once to infer shapes and set the networks' input scaling
 _SCALING_SAMPLES = 4096
-
-
-#: samples per input in the map step for weak costs when num_samples is not given
-DEFAULT_WEAK_SAMPLES = 4
-
-
-def default_k_map(stochastic: bool, images: bool) -> int:
-    """Map updates per potential update when ``k_map`` is not given: 10 for deterministic
-    vector maps (the map must solve its inner problem ``min_y c(x, y) - f(y)`` before f moves
-    on: with 5, the W2 benchmark's D = 64 pair stalled near the linear baseline), else 5 (the
-    weak-cost settings of the seeds' toys; image recipes set their own)."""
-    return 5 if stochastic or images else 10
 
 
 def default_width(dim: int) -> int:
@@ -154,19 +140,19 @@ class Setup:
     channels_last: bool
 
 
-def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
-            map: nn.Module | dict | None = None, potential: nn.Module | dict | None = None,
-            embedding: nn.Module | dict | None = None, steps: int | None = None,
-            batch_size: int | None = None, device: str = "auto", seed: int = 0,
-            record: dict | None = None, run_dir: str | Path | None = None,
-            **options: Any) -> Setup:
-    """Build the solver of :func:`fit` (same arguments) without training: seeds torch, checks
-    the data, builds the networks for its shapes, joins torchrun's process group when there is
-    one and applies the speed options."""
-    check_keys(options, [f.name for f in dataclasses.fields(TrainConfig)], "fit")
-    overrides = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
-    config = TrainConfig(**{**options, **overrides, "seed": seed, "device": device})
-    torch.manual_seed(config.seed)
+def prepare(source: Any, target: Any, config: TrainConfig | dict | None = None, *,
+            cost: str | dict | Cost | Any = None, map: nn.Module | dict | None = None,
+            potential: nn.Module | dict | None = None,
+            embedding: nn.Module | dict | None = None, record: dict | None = None,
+            run_dir: str | Path | None = None, runtime: Runtime | None = None,
+            **overrides: Any) -> Setup:
+    """Build the solver of :func:`fit` (same arguments) without training: checks the data,
+    builds the networks for its shapes and applies the speed options, inside ``runtime`` (a
+    :class:`~otmap.train.runtime.Runtime` already entered; without one, it seeds torch and
+    joins torchrun's process group itself and leaves neither)."""
+    config = TrainConfig.build(config, "fit", **overrides)
+    if runtime is None:
+        runtime = Runtime(config.seed, config.device).__enter__()
     if isinstance(embedding, dict):
         embedding = build_embedding(embedding)
     source_s, target_s = as_sampler(source, "source"), as_sampler(target, "target")
@@ -191,13 +177,10 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
     transport_map.fit_scaling(x0, y0)
     if hasattr(f, "fit_scaling"):
         f.fit_scaling(y0)
-    num_samples = config.num_samples or (
-        max(DEFAULT_WEAK_SAMPLES, cost_obj.min_samples) if transport_map.stochastic else 1)
-    if config.k_map is None:
-        config = dataclasses.replace(
-            config, k_map=default_k_map(transport_map.stochastic, len(target_shape) == 3))
-    ranks, dev = distributed.setup(config.device)
     images = len(target_shape) == 3
+    if config.k_map is None:
+        config = dataclasses.replace(config, k_map=default_k_map(transport_map.stochastic, images))
+    dev = runtime.device
     channels_last = acceleration.use_channels_last(
         config.channels_last, images,
         custom_modules=isinstance(map, nn.Module) or isinstance(potential, nn.Module))
@@ -205,23 +188,14 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
         acceleration.to_channels_last(transport_map, f)
     if dev.type == "cuda":
         source_s, target_s = on_device(source_s, dev), on_device(target_s, dev)
-    solver = NeuralOT(
-        transport_map.to(dev), f.to(dev), cost_obj,
-        embedding=embedding.to(dev) if embedding is not None else None,
-        k_map=config.k_map, num_samples=num_samples,
-        potential_samples=num_samples if config.potential_all_samples else 1,
-        lr_map=config.lr_map, lr_potential=config.lr_potential, betas=config.betas,
-        weight_decay=config.weight_decay,
-        lr_schedule=build_schedule(config.lr_schedule, total_steps=config.steps),
-        ema_decay=config.ema_decay, grad_clip=config.grad_clip,
-        gradient_optimality=config.gradient_optimality,
-        gradient_penalty=config.gradient_penalty,
-        autocast_dtype=acceleration.autocast_dtype(config.precision, dev))
+    solver = NeuralOT(transport_map.to(dev), f.to(dev), cost_obj, config,
+                      embedding=embedding.to(dev) if embedding is not None else None,
+                      autocast_dtype=acceleration.autocast_dtype(config.precision, dev))
     if config.compile:
         acceleration.compile_networks(
             transport_map, f,
             double_backward=bool(config.gradient_penalty or config.gradient_optimality))
-    if ranks.distributed:
+    if runtime.ranks.distributed:
         solver.distribute(lambda module: distributed.wrap(module, dev))
     record = dict(record or {})
     if isinstance(source_s, ToySampler) and not record.get("source"):
@@ -236,7 +210,8 @@ def prepare(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
                              potential=solver.potential,
                              source_shape=source_shape, target_shape=target_shape,
                              config=full_record, run_dir=run_dir)
-    return Setup(solver, source_s, target_s, config, result, full_record, ranks, channels_last)
+    return Setup(solver, source_s, target_s, config, result, full_record, runtime.ranks,
+                 channels_last)
 
 
 def describe(setup: Setup) -> str:
@@ -254,48 +229,52 @@ def describe(setup: Setup) -> str:
     return ", ".join(parts)
 
 
-def fit(source: Any, target: Any, *, cost: str | dict | Cost | Any = None,
-        map: nn.Module | dict | None = None, potential: nn.Module | dict | None = None,
-        embedding: nn.Module | dict | None = None, steps: int | None = None,
-        batch_size: int | None = None, device: str = "auto", seed: int = 0,
+def fit(source: Any, target: Any, config: TrainConfig | dict | None = None, *,
+        cost: str | dict | Cost | Any = None, map: nn.Module | dict | None = None,
+        potential: nn.Module | dict | None = None, embedding: nn.Module | dict | None = None,
         run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
         evaluator: Evaluator | None = None, record: dict | None = None,
-        **options: Any) -> TransportResult:
+        **overrides: Any) -> TransportResult:
     """Learn a transport map from ``source`` to ``target``.
 
     Args:
         source, target: a Tensor of samples ``[n, *shape]``, a sampler (``sample(n)``), or a
             callable ``n -> Tensor``.
+        config: a :class:`~otmap.train.config.TrainConfig` (or a mapping of its fields, like a
+            recipe's ``train:`` section); None: the defaults.
         cost: ``None`` (``1/2 |x - y|^2``), a name (``"quadratic"``, ``"inner_product"``), a
-            :class:`~otmap.core.costs.Cost`, or a callable ``c(x, y) -> [N]``.
+            :class:`~otmap.costs.Cost`, or a callable ``c(x, y) -> [N]``.
         map, potential: ``nn.Module`` or spec dicts (``{"name": "MapMLP", "hidden": [...]}``);
             defaults: :class:`~otmap.nets.MapMLP`/:class:`~otmap.nets.PotentialMLP` for vectors.
             A map spec's ``"noise"`` entry (``{"noise_dim", "noise_std", "inject"}``) makes a
-            :class:`~otmap.core.maps.StochasticMap`; a weak cost makes one by default (noise of the
+            :class:`~otmap.maps.StochasticMap`; a weak cost makes one by default (noise of the
             data's dimension, std 1, concatenated), with ``num_samples=4`` per input.
         embedding: fixed Q applied to x before the cost, for unequal dimensions: an
             ``nn.Module`` or a spec (``{"name": "Upsample", "size": 32, "shape": [3, 8, 8]}``,
-            see :mod:`otmap.core.embeddings`).
-        steps, batch_size, seed, device, and ``options``: fields of :class:`TrainConfig`.
+            see :mod:`otmap.embeddings`).
         run_dir: write config, metrics.jsonl, checkpoints and plots there; ``resume`` continues.
         evaluator: extra held-out metrics ``(result, x, y) -> dict`` at every evaluation.
+        **overrides: fields of :class:`TrainConfig` replacing the config's (``steps=500``,
+            ``seed=1``, ``device="cuda"``), checked against it (an unknown name is an error).
 
     Under ``torchrun`` every process calls ``fit`` alike; they train one map together (see
-    :mod:`otmap.train.distributed`) and rank 0 writes the run folder.
+    :mod:`otmap.train.distributed`), rank 0 writes the run folder, and ``fit`` leaves the
+    process group it joined before returning.
 
     Returns:
         A :class:`TransportResult`: ``result.transport(x)``, ``result.save(path)``.
     """
-    setup = prepare(source, target, cost=cost, map=map, potential=potential,
-                    embedding=embedding, steps=steps, batch_size=batch_size, device=device,
-                    seed=seed, record=record, run_dir=run_dir, **options)
-    if progress and setup.ranks.is_main:
-        print(f"otmap: {describe(setup)}", file=sys.stderr)
-    trainer = Trainer(setup.solver, setup.source, setup.target, setup.config, setup.result,
-                      run_dir=run_dir, record=setup.record, evaluator=evaluator,
-                      progress=progress, resume=resume, ranks=setup.ranks,
-                      channels_last=setup.channels_last)
-    return trainer.run()
+    config = TrainConfig.build(config, "fit", **overrides)
+    with Runtime(config.seed, config.device) as runtime:
+        setup = prepare(source, target, config, cost=cost, map=map, potential=potential,
+                        embedding=embedding, record=record, run_dir=run_dir, runtime=runtime)
+        if progress and setup.ranks.is_main:
+            print(f"otmap: {describe(setup)}", file=sys.stderr)
+        trainer = Trainer(setup.solver, setup.source, setup.target, setup.config, setup.result,
+                          run_dir=run_dir, record=setup.record, evaluator=evaluator,
+                          progress=progress, resume=resume, ranks=setup.ranks,
+                          channels_last=setup.channels_last)
+        return trainer.run()
 
 
 __all__ = ["fit", "prepare", "Setup", "default_embedding", "default_k_map", "default_width"]

@@ -1,0 +1,91 @@
+"""The solver's options as one object: :class:`SolverConfig`, passed whole to
+:class:`~otmap.core.solver.NeuralOT` (the training loop's :class:`~otmap.train.config.TrainConfig`
+extends it, so a recipe's ``train:`` section declares each option once)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from otmap.errors import InputError
+from otmap.utils.checks import check_number
+
+
+@dataclass
+class SolverConfig:
+    """Options of the saddle-point solver. One *step* is ``k_map`` map updates and one
+    potential update; ``num_samples`` is K, the samples ``T(x, z_k)`` per input in a map update.
+
+    ``k_map=None``: 10 map updates per potential update for deterministic maps, 5 for
+    stochastic ones (``otmap.fit`` also uses 5 for images). ``num_samples=None``: 1 for
+    deterministic maps, ``max(4, cost.min_samples)`` for stochastic ones.
+    ``potential_all_samples``: the potential update sees all K samples per input (else one,
+    as in the reference code). ``lr_schedule`` multiplies both learning rates: a schedule spec
+    (``"cosine"`` from 1 to 0 over ``steps``, ``"constant"``, ``{"name": ..., ...}``) or a
+    callable ``step -> factor``. ``gradient_optimality`` and ``gradient_penalty`` weigh the
+    regularisers of :mod:`otmap.core.regularizers` (0 turns them off)."""
+
+    steps: int = 3000
+    k_map: int | None = None
+    num_samples: int | None = None
+    potential_all_samples: bool = False
+    lr_map: float = 1e-3
+    lr_potential: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+    lr_schedule: Any = "cosine"
+    ema_decay: float | None = None
+    grad_clip: float | None = None
+    gradient_optimality: float = 0.0
+    gradient_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "k_map", "num_samples"):
+            value = getattr(self, name)
+            if value is not None or name == "steps":
+                positive_int(name, value)
+        self.betas = _betas(self.betas)
+        for name in ("lr_map", "lr_potential"):
+            setattr(self, name, check_number(name, getattr(self, name),
+                                             "positive (a finite number such as 1e-3)",
+                                             lambda v: v > 0))
+        for name in ("weight_decay", "gradient_optimality", "gradient_penalty"):
+            setattr(self, name, check_number(name, getattr(self, name),
+                                             "a finite number >= 0 (0 turns it off)",
+                                             lambda v: v >= 0))
+        if self.grad_clip is not None:
+            self.grad_clip = check_number(
+                "grad_clip", self.grad_clip,
+                "a positive finite number such as 10, or None for no clipping", lambda v: v > 0)
+        if self.ema_decay is not None:
+            self.ema_decay = check_number("ema_decay", self.ema_decay,
+                                          "a number in (0, 1) such as 0.999, or None for no EMA",
+                                          lambda v: 0 < v < 1)
+        boolean("potential_all_samples", self.potential_all_samples)
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``train.<name>`` as a positive integer, else :class:`InputError`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"train.{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    """``train.<name>`` as true/false, else :class:`InputError`."""
+    if not isinstance(value, bool):
+        raise InputError(f"train.{name} must be true or false, got {value!r}")
+    return value
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    """Adam's ``train.betas`` as two floats in [0, 1), else :class:`InputError`."""
+    expected = "two numbers in [0, 1) such as [0.5, 0.9]"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
+        raise InputError(f"train.betas must be {expected}, got {value!r}")
+    first, second = (check_number("betas", b, expected, lambda v: 0 <= v < 1) for b in value)
+    return first, second
+
+
+__all__ = ["SolverConfig"]
