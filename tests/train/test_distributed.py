@@ -39,8 +39,25 @@ def _worker(rank: int, world: int, port: int, job: str, folder: str) -> None:
     distributed.shutdown()
 
 
-def _spawn(job: str, folder: Path, world: int = 2) -> None:
-    mp.spawn(_worker, args=(world, _free_port(), job, str(folder)), nprocs=world, join=True)
+def _spawn(job: str, folder: Path, world: int = 2, worker=_worker) -> None:
+    mp.spawn(worker, args=(world, _free_port(), job, str(folder)), nprocs=world, join=True)
+
+
+def _script_worker(rank: int, world: int, port: int, job: str, folder: str) -> None:
+    """A process as torchrun starts a user's script: its variables set, no process group."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    globals()[job](rank, Path(folder))
+
+
+def _fit_then_report_the_group(rank: int, folder: Path) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(256, 2)
+    otmap.fit(x, x + 1.0, steps=2, batch_size=16, eval_every=2, eval_samples=32,
+              progress=False, device="cpu", **SMALL)
+    (folder / f"rank{rank}.json").write_text(json.dumps(
+        {"initialized_after_fit": torch.distributed.is_initialized()}))
 
 
 def _stochastic_fit(rank: int, folder: Path) -> None:
@@ -157,6 +174,18 @@ def test_two_process_run_resumes_exactly_in_two_processes(tmp_path):
     assert [r["step"] for r in rows[1]] == [3, 6]
     assert [{k: v for k, v in r.items() if k != "time"} for r in rows[0]] == \
         [{k: v for k, v in r.items() if k != "time"} for r in rows[1]]
+
+
+def test_fit_under_torchrun_leaves_the_process_group_it_joined(tmp_path):
+    _spawn("_fit_then_report_the_group", tmp_path, worker=_script_worker)
+    for rank in (0, 1):
+        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert report == {"initialized_after_fit": False}
+
+
+def test_fit_keeps_a_process_group_the_caller_joined(tmp_path):
+    _spawn("_fit_then_report_the_group", tmp_path)  # _worker joins before and leaves after
+    assert json.loads((tmp_path / "rank0.json").read_text()) == {"initialized_after_fit": True}
 
 
 def test_rank_seeds_differ_across_ranks_and_steps():
