@@ -15,10 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
+from otmap.cli.apply import add_parser
 from otmap.core.costs import StrongQuadratic
 from otmap.core.maps import DeterministicMap, StochasticMap
 from otmap.errors import InputError, OTMapError
-from otmap.experiments.apply import add_parser, apply_folder
+from otmap.experiments.apply import apply_folder
 from otmap.model.result import TransportResult
 from otmap.nets import build_net
 

@@ -28,8 +28,6 @@ not written).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -42,10 +40,9 @@ from torch import Tensor
 
 from otmap.data.images import IMAGE_EXTENSIONS, read_image
 from otmap.errors import InputError, OTMapError
-from otmap.model.checkpoint import CHECKPOINT_HELP
 from otmap.utils.files import atomic_write
 
-__all__ = ["apply_folder", "add_parser", "run", "ON_ERROR"]
+__all__ = ["apply_folder", "ON_ERROR"]
 
 #: accepted values of ``on_error``
 ON_ERROR: tuple[str, ...] = ("skip", "fail")
@@ -258,62 +255,3 @@ def apply_folder(result: Any, input_dir: str | os.PathLike, output_dir: str | os
         "n_images": n_images, "n_written": n_written, "samples": samples,
         "size": [h_out, w_out], "skipped": skipped, "skip_reasons": reasons,
     }
-
-
-# --------------------------------------------------------------------------------------------
-# the command line
-
-
-def run(args: argparse.Namespace) -> int:
-    """Handler of ``otmap apply``; errors are :class:`~otmap.errors.OTMapError`."""
-    from otmap.model.result import load
-    from otmap.train.distributed import resolve_device
-
-    result = load(args.run, device=resolve_device(args.device), trusted=args.trusted,
-                  checkpoint=args.checkpoint)
-    torch.manual_seed(args.seed)
-    summary = apply_folder(result, args.input, args.output, samples=args.samples,
-                           batch_size=args.batch_size, on_error=args.on_error,
-                           progress=not args.quiet)
-    h, w = summary["size"]
-    print(f"wrote {summary['n_written']} PNG files ({h}x{w}) for {summary['n_images']} of "
-          f"{summary['n_files']} images to {summary['output_dir']}", file=sys.stderr)
-    if summary["skipped"]:
-        print(f"skipped {len(summary['skipped'])} unreadable file(s):", file=sys.stderr)
-        for path in summary["skipped"]:
-            print(f"  {path} ({summary['skip_reasons'][path]})", file=sys.stderr)
-    print(json.dumps({k: v for k, v in summary.items() if k != "skip_reasons"}))
-    return 0
-
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add the ``apply`` subcommand to ``sub`` (``parser.add_subparsers()``); its ``func`` is
-    :func:`run`."""
-    p = sub.add_parser(
-        "apply", help="map every image file in a folder with a trained image -> image map",
-        description="Map every image file (.png .jpg .jpeg .bmp .webp, any case) under --input "
-                    "(recursively) with a trained image -> image map and write PNGs under "
-                    "--output at the same relative paths. Inputs of any size are converted to "
-                    "the model's channels and resized (bicubic) to its resolution; outputs are "
-                    "at the model's resolution. Unreadable files are skipped and listed "
-                    "(--on-error skip) or stop the run (--on-error fail; outputs already "
-                    "written stay).")
-    p.add_argument("run", metavar="RUN_OR_CKPT", help="run folder or checkpoint file")
-    p.add_argument("--checkpoint", default="last", help=CHECKPOINT_HELP)
-    p.add_argument("--input", required=True, metavar="DIR", help="folder of input images")
-    p.add_argument("--output", required=True, metavar="DIR",
-                   help="folder for the PNG outputs (created if missing; not the input folder)")
-    p.add_argument("--samples", type=int, default=None, metavar="K",
-                   help="stochastic maps: K draws per input, written as NAME_s0.png .. "
-                        "NAME_s{K-1}.png (default: one draw, NAME.png)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="B",
-                   help="images mapped at once (default: 64)")
-    p.add_argument("--on-error", choices=ON_ERROR, default="skip",
-                   help="unreadable image files: skip and list them (default) or fail")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
-    p.add_argument("--seed", type=int, default=0, help="seed of a stochastic map's noise")
-    p.add_argument("--trusted", action="store_true",
-                   help="allow checkpoints holding pickled custom modules")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
-    return p

@@ -10,7 +10,6 @@ second over the plain loop's, both measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import multiprocessing
@@ -18,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -153,7 +153,7 @@ def measure_ours(config: RunConfig, steps: int, warmup: int) -> dict:
                       channels_last=setup.channels_last)
     solver, log_every = setup.solver, setup.config.log_every
     device = _device(solver.map)
-    sample_x, sample_y = trainer._batch(setup.source), trainer._batch(setup.target)
+    sample_x, sample_y = trainer.batch_sampler(setup.source), trainer.batch_sampler(setup.target)
     before = _checksum(solver.map), _checksum(solver.potential)
     torch.manual_seed(setup.config.seed)  # the plain loop draws the same batches
     _reset_peak(device)
@@ -331,24 +331,10 @@ def format_table(result: dict) -> str:
                                "ratio = ours / plain steps per second)")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``otmap bench speed``."""
-    parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
-                        help=f"comma-separated cases from {', '.join(CASES)} "
-                             f"(default: {','.join(DEFAULT_CASES)}; mnist needs data/mnist)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="timed steps per measurement (default: per case, "
-                             + ", ".join(f"{k} {c.steps}" for k, c in CASES.items()) + ")")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads of the measuring processes (default: torch's)")
-    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run the speed benchmark: a table on stderr; with ``--json`` the result as the last line
-    of stdout."""
+def main(args: Any) -> int:
+    """Run the speed benchmark with the options of ``otmap bench speed`` (attributes ``cases``,
+    a comma-separated string, ``steps``, ``device``, ``threads``, ``json`` and ``quiet``): a
+    table on stderr; with ``json`` the result as the last line of stdout."""
     cases = [name.strip() for name in args.cases.split(",") if name.strip()]
     result = speed_bench(cases, args.steps, args.device, args.threads, progress=not args.quiet)
     print(format_table(result), file=sys.stderr)

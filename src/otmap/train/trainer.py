@@ -252,9 +252,11 @@ class Trainer:
             self._good = None if written else _copy_tree(self._training_state())
 
     # -- loop ---------------------------------------------------------------------------------
-    def _batch(self, sampler: Sampler) -> Callable[[], Tensor]:
-        """``() -> [batch_size, *shape]`` on the device (image batches in the nets' memory
-        format; CPU batches pinned for an asynchronous copy to a GPU)."""
+    def batch_sampler(self, sampler: Sampler) -> Callable[[], Tensor]:
+        """A function drawing training batches from ``sampler`` as :meth:`run` does, for loops
+        that call :meth:`~otmap.core.solver.NeuralOT.train_step` themselves: each call returns
+        a fresh ``[batch_size, *shape]`` batch on the trainer's device (image batches in the
+        nets' memory format; CPU batches pinned for an asynchronous copy to a GPU)."""
         n, device, fmt = self.config.batch_size, self.device, self.memory_format
 
         def draw() -> Tensor:
@@ -412,7 +414,7 @@ class Trainer:
         :class:`TrainingInterrupted`; non-finite losses raise :class:`TrainingDivergedError`
         unless ``on_divergence="rollback"`` (``auto``: for images) has rollbacks left."""
         cfg, solver = self.config, self.solver
-        sample_x, sample_y = self._batch(self.source), self._batch(self.target)
+        sample_x, sample_y = self.batch_sampler(self.source), self.batch_sampler(self.target)
         bar = tqdm(total=cfg.steps, initial=solver.step, disable=not self.progress,
                    desc=self.record.get("name", "otmap"), dynamic_ncols=True)
         self._start = time.perf_counter() - (self.rows[-1]["time"] if self.rows else 0.0)
