@@ -20,6 +20,8 @@ from otmap.data import (
     sample_shape,
     toy,
 )
+from otmap.data.images import split_indices
+from otmap.data.specs import load_dataset, part_indices
 from otmap.errors import InputError
 
 N = 20_000
@@ -374,3 +376,34 @@ def test_toy_unknown_kwarg_names_valid_ones():
 def test_toy_bad_parameters(name, kwargs, fragment):
     with pytest.raises(InputError, match=fragment):
         toy(name, **kwargs)
+
+
+# ----------------------------------------------------------------------------- seeded parts
+
+RECIPE_PARTS = [(0.0, 0.45), (0.45, 0.9), (0.9, 1.0), (0.0, 0.8), (0.8, 1.0)]
+
+
+@pytest.mark.parametrize("n", [1797, 183, 5000, 5958, 6000, 202599])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_recipe_parts_are_unchanged_slices_of_one_seeded_shuffle(n, seed):
+    """The recipes' parts of digits (all, or one class), MNIST / Fashion-MNIST / CIFAR-10
+    classes and CelebA are the slices ``[int(start n), int(end n))`` they were before
+    ``part_indices`` became a view of ``split_indices``."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    for start, end in RECIPE_PARTS:
+        assert torch.equal(part_indices(n, (start, end), seed), order[int(start * n):int(end * n)])
+    a, b, test = split_indices(n, (0.45, 0.45, 0.1), seed)
+    assert torch.equal(a, part_indices(n, (0.0, 0.45), seed))
+    assert torch.equal(b, part_indices(n, (0.45, 0.9), seed))
+    assert torch.equal(test, part_indices(n, (0.9, 1.0), seed))
+
+
+def test_digits_parts_sizes_and_errors():
+    sizes = [len(part_indices(1797, part)) for part in RECIPE_PARTS]
+    assert sizes == [808, 809, 180, 1437, 360]
+    held_out = load_dataset("digits", part=(0.9, 1.0))
+    assert held_out.shape == (180, 1, 8, 8)
+    with pytest.raises(InputError, match="0 <= start < end <= 1"):
+        part_indices(10, (0.5, 0.5))
+    with pytest.raises(InputError, match="seed must be an integer >= 0"):
+        part_indices(10, (0.0, 0.5), seed=-1)

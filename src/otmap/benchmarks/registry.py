@@ -7,14 +7,14 @@ from typing import Any
 from otmap.benchmarks.brenier import BrenierPair
 from otmap.benchmarks.gaussian import BenchmarkPair, GaussianPair
 from otmap.benchmarks.w2b import W2BenchmarkPair
-from otmap.errors import InputError
+from otmap.utils.registry import Registry
 
-PAIRS: dict[str, type[BenchmarkPair]] = {"gaussian": GaussianPair, "brenier": BrenierPair,
-                                         "w2b": W2BenchmarkPair}
+PAIRS: Registry[BenchmarkPair] = Registry("benchmark")
+PAIRS.register("gaussian", GaussianPair)
+PAIRS.register("brenier", BrenierPair)
+PAIRS.register("w2b", W2BenchmarkPair)
 
 
 def benchmark_pair(name: str, dim: int, seed: int = 0, **options: Any) -> BenchmarkPair:
     """``GaussianPair``, ``BrenierPair`` or ``W2BenchmarkPair`` (``root=...``) by name."""
-    if not isinstance(name, str) or name not in PAIRS:
-        raise InputError(f"unknown benchmark {name!r}; choose one of {sorted(PAIRS)}")
-    return PAIRS[name](dim=dim, seed=seed, **options)
+    return PAIRS.make(name, dim=dim, seed=seed, **options)

@@ -21,11 +21,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from otmap.core.schedules import SCHEDULES, Schedule, build_schedule, schedule_config
+from otmap.core.schedules import Schedule, build_schedule, schedule_config
 from otmap.errors import InputError
+from otmap.utils.checks import check_choice, check_positive, check_real
+from otmap.utils.registry import Registry
 
 Reduction = Literal["sum", "mean"]
 _LAST_STEP = 2**62  # a step after every built-in schedule has reached its final value
+
+#: the built-in costs by class name, with snake_case aliases
+COSTS: Registry[Cost] = Registry("cost", otherwise="pass a callable c(x, y) -> [N]")
 
 
 def default_reduction(sample_shape: tuple[int, ...]) -> Reduction:
@@ -43,12 +48,8 @@ class Cost:
     min_samples: int = 1
 
     def __init__(self, reduction: Reduction = "sum", scale: float = 1.0) -> None:
-        if reduction not in ("sum", "mean"):
-            raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-        if not scale > 0:
-            raise InputError(f"cost scale must be positive, got {scale}")
-        self.reduction: Reduction = reduction
-        self.scale = float(scale)
+        self.reduction: Reduction = check_choice("reduction", reduction, ("sum", "mean"))
+        self.scale = check_positive("cost scale", scale)
 
     def reduce(self, t: Tensor, start_dim: int) -> Tensor:
         """Sum or average ``t`` over all dimensions from ``start_dim`` on."""
@@ -94,6 +95,7 @@ class Cost:
         return f"{type(self).__name__}({args})"
 
 
+@COSTS.register("StrongQuadratic", aliases=("quadratic", "strong_quadratic"))
 class StrongQuadratic(Cost):
     """``c(x, y) = 1/2 |x - y|^2``; estimate ``mean_k c(x, y_k)``."""
 
@@ -105,6 +107,7 @@ class StrongQuadratic(Cost):
         return y - self._per_coordinate(y) * grad_f
 
 
+@COSTS.register("InnerProduct", aliases=("inner_product",))
 class InnerProduct(Cost):
     """OTM's form ``c(x, y) = -<x, y>``: the same optimal maps as the quadratic cost
     (the potential absorbs ``1/2 |y|^2``), but a different potential."""
@@ -123,7 +126,7 @@ def _checked_gamma(gamma: float | str | dict | Schedule) -> Schedule:
     and, for the built-in schedules, at their end (:class:`InputError` otherwise)."""
     schedule = build_schedule(gamma)
     checked = [schedule(0)]
-    if isinstance(schedule, tuple(SCHEDULES.values())):
+    if isinstance(schedule_config(schedule), dict):  # a built-in schedule: its end is known
         checked.append(schedule(_LAST_STEP))
     origin = "" if isinstance(gamma, int | float) else f" (from the schedule {gamma!r})"
     for value in checked:
@@ -137,6 +140,7 @@ def _checked_gamma(gamma: float | str | dict | Schedule) -> Schedule:
     return schedule
 
 
+@COSTS.register("WeakQuadratic", aliases=("weak_quadratic",))
 class WeakQuadratic(Cost):
     """NOT's gamma-weak quadratic cost ``C(x, nu) = 1/2 E_nu|x - y|^2 - gamma/2 Var(nu)``.
 
@@ -166,6 +170,7 @@ class WeakQuadratic(Cost):
         return {**super().config(), "gamma": schedule_config(self.gamma_schedule)}
 
 
+@COSTS.register("WeakKernel", aliases=("weak_kernel", "kernel"))
 class WeakKernel(Cost):
     """KNOT's gamma-weak kernel cost with feature map ``u`` of a kernel ``k``:
 
@@ -188,13 +193,10 @@ class WeakKernel(Cost):
     def __init__(self, gamma: float | Schedule = 1.0, kernel: str = "distance", alpha: float = 1.0,
                  sigma: float = 1.0, reduction: Reduction = "sum", scale: float = 1.0) -> None:
         super().__init__(reduction, scale)
-        if kernel not in self.KERNELS:
-            raise InputError(f"unknown kernel {kernel!r}; choose one of {list(self.KERNELS)}")
-        if not 0 < alpha <= 2:
-            raise InputError(f"alpha must be in (0, 2] for a valid kernel, got {alpha}")
-        if not sigma > 0:
-            raise InputError(f"sigma must be positive, got {sigma}")
-        self.kernel, self.alpha, self.sigma = kernel, float(alpha), float(sigma)
+        self.kernel = check_choice("kernel", kernel, self.KERNELS)
+        self.alpha = check_real("alpha", alpha, above=0, at_most=2,
+                                fix="other powers do not give a valid kernel")
+        self.sigma = check_positive("sigma", sigma)
         self.gamma_schedule = _checked_gamma(gamma)
         self.gamma = self.gamma_schedule(0)
 
@@ -255,40 +257,18 @@ class FromCallable(Cost):
                 "scale": self.scale}
 
 
-COSTS: dict[str, type[Cost]] = {
-    "StrongQuadratic": StrongQuadratic,
-    "InnerProduct": InnerProduct,
-    "WeakQuadratic": WeakQuadratic,
-    "WeakKernel": WeakKernel,
-}
-_ALIASES = {"quadratic": "StrongQuadratic", "strong_quadratic": "StrongQuadratic",
-            "inner_product": "InnerProduct", "weak_quadratic": "WeakQuadratic",
-            "weak_kernel": "WeakKernel", "kernel": "WeakKernel"}
-
-
 def build_cost(spec: str | dict | Cost | Callable | None, sample_shape: tuple[int, ...]) -> Cost:
     """A :class:`Cost` from a name, a config dict, a Cost, a callable ``c(x, y)``, or None
     (the quadratic cost with the default reduction for ``sample_shape``)."""
     if isinstance(spec, Cost):
         return spec
     if spec is None:
-        spec = {"name": "StrongQuadratic"}
+        spec = {}
     if isinstance(spec, str):
         spec = {"name": spec}
     if isinstance(spec, dict):
-        kwargs = dict(spec)
-        raw = kwargs.pop("name", "StrongQuadratic")
-        name = _ALIASES.get(raw, raw) if isinstance(raw, str) else None
-        if name not in COSTS:
-            raise InputError(
-                f"unknown cost {raw!r}; choose one of {sorted(COSTS)} "
-                f"(or aliases {sorted(_ALIASES)}), or pass a callable c(x, y) -> [N]"
-            )
-        kwargs.setdefault("reduction", default_reduction(sample_shape))
-        try:
-            return COSTS[name](**kwargs)
-        except TypeError as err:
-            raise InputError(f"bad arguments for cost {name}: {err}") from None
+        return COSTS.build({"name": "StrongQuadratic", "reduction": default_reduction(sample_shape),
+                            **spec})
     if callable(spec):
         return FromCallable(spec)
     raise InputError(f"cost must be a name, dict, Cost or callable, got {type(spec).__name__}")

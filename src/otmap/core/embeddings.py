@@ -13,9 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otmap.errors import InputError
-from otmap.utils.registry import build_from_spec
+from otmap.utils.registry import Registry
+
+#: the embeddings by class name
+EMBEDDINGS: Registry[nn.Module] = Registry("embedding")
 
 
+@EMBEDDINGS.register("Reshape")
 class Reshape(nn.Module):
     """``[n, d] -> [n, *shape]`` (e.g. 192-d noise as a 3 x 8 x 8 image)."""
 
@@ -29,6 +33,7 @@ class Reshape(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
+@EMBEDDINGS.register("Upsample")
 class Upsample(nn.Module):
     """OTM's Q: reshape vectors to ``shape`` (c, h, w) if needed, then interpolate to ``size``
     (bicubic by default, as in the paper: 3x8x8 noise -> 3x32x32 or 3x64x64)."""
@@ -50,6 +55,7 @@ class Upsample(nn.Module):
         return F.interpolate(x, size=self.size, mode=self.mode, align_corners=align)
 
 
+@EMBEDDINGS.register("LinearProjection")
 class LinearProjection(nn.Module):
     """A fixed random linear map ``[n, d_in] -> [n, d_out]`` with orthonormal rows or columns
     (seeded; it preserves lengths when it embeds into a larger space)."""
@@ -68,6 +74,7 @@ class LinearProjection(nn.Module):
         return x @ self.weight.T
 
 
+@EMBEDDINGS.register("GrayToRGB")
 class GrayToRGB(nn.Module):
     """``[n, 1, h, w] -> [n, 3, h, w]`` by repeating the grey channel."""
 
@@ -77,15 +84,9 @@ class GrayToRGB(nn.Module):
         return x.expand(-1, 3, -1, -1)
 
 
-EMBEDDINGS: dict[str, type[nn.Module]] = {
-    "Reshape": Reshape, "Upsample": Upsample, "LinearProjection": LinearProjection,
-    "GrayToRGB": GrayToRGB,
-}
-
-
 def build_embedding(spec: dict) -> nn.Module:
     """An embedding from ``{"name": ..., **kwargs}``; the spec is kept for checkpoints."""
-    return build_from_spec(EMBEDDINGS, spec, "embedding")
+    return EMBEDDINGS.build(spec)
 
 
 __all__ = ["Reshape", "Upsample", "LinearProjection", "GrayToRGB", "build_embedding"]

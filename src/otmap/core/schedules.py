@@ -12,8 +12,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from otmap.errors import InputError
+from otmap.utils.registry import Registry
+
+Schedule = Callable[[int], float]
+
+#: the built-in schedules by name
+SCHEDULES: Registry[Schedule] = Registry("schedule")
 
 
+@SCHEDULES.register("constant")
 @dataclass(frozen=True)
 class Constant:
     """``value`` at every step."""
@@ -24,6 +31,7 @@ class Constant:
         return self.value
 
 
+@SCHEDULES.register("linear_ramp")
 @dataclass(frozen=True)
 class LinearRamp:
     """From ``start`` to ``end`` linearly over ``steps``, then ``end`` (NOT's gamma ramp:
@@ -38,6 +46,7 @@ class LinearRamp:
         return self.start + t * (self.end - self.start)
 
 
+@SCHEDULES.register("cosine")
 @dataclass(frozen=True)
 class Cosine:
     """Linear warm-up over ``warmup`` steps, then cosine decay from 1 to ``final`` at ``total``."""
@@ -53,6 +62,7 @@ class Cosine:
         return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+@SCHEDULES.register("multistep")
 @dataclass(frozen=True)
 class MultiStep:
     """``factor ** (number of milestones <= step)`` (KNOT: milestones 15k..70k, factor 0.5)."""
@@ -62,12 +72,6 @@ class MultiStep:
 
     def __call__(self, step: int) -> float:
         return self.factor ** sum(step >= m for m in self.milestones)
-
-
-SCHEDULES = {"constant": Constant, "linear_ramp": LinearRamp, "cosine": Cosine,
-             "multistep": MultiStep}
-
-Schedule = Callable[[int], float]
 
 
 def build_schedule(spec: float | str | dict | Schedule | None, default: float = 1.0,
@@ -84,16 +88,11 @@ def build_schedule(spec: float | str | dict | Schedule | None, default: float = 
     if isinstance(spec, int | float):
         return Constant(float(spec))
     if isinstance(spec, dict):
-        kwargs = dict(spec)
-        name = kwargs.pop("name", None)
-        if name not in SCHEDULES:
-            raise InputError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
+        kwargs = {key: value for key, value in spec.items() if key != "name"}
         if "milestones" in kwargs:
             kwargs["milestones"] = tuple(kwargs["milestones"])
-        try:
-            schedule = SCHEDULES[name](**kwargs)
-        except TypeError as err:
-            raise InputError(f"bad arguments for schedule {name}: {err}") from None
+        name = spec.get("name")
+        schedule = SCHEDULES.make(name, **kwargs)
         try:  # a non-numeric argument fails here, not mid-training
             first = schedule(0)
         except TypeError:

@@ -10,7 +10,6 @@ Outputs are not clamped: noise and bicubic/bilinear interpolation may leave ``[-
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -20,6 +19,14 @@ from torch import Tensor
 
 from otmap.data.samplers import to_device_async
 from otmap.errors import InputError
+from otmap.utils.checks import (
+    check_choice,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_real,
+)
+from otmap.utils.registry import Registry
 
 __all__ = [
     "DEGRADATIONS",
@@ -44,19 +51,8 @@ def _check_images(x: Any, what: str) -> Tensor:
     return x
 
 
-def _check_real(value: Any, what: str, low: float, high: float = math.inf) -> float:
-    """``value`` as a float in ``[low, high]`` (finite)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
-        raise InputError(f"{what} must be a number in [{low}, {high}], got {value!r}")
-    if not math.isfinite(value):
-        raise InputError(f"{what} must be finite, got {value!r}")
-    return float(value)
-
-
-def _check_choice(value: Any, what: str, choices: Sequence[Any]) -> Any:
-    if value not in choices:
-        raise InputError(f"{what} must be one of {list(choices)}, got {value!r}")
-    return value
+#: the degradations by class name, with snake_case aliases
+DEGRADATIONS: Registry[Degradation] = Registry("degradation")
 
 
 class Degradation:
@@ -76,6 +72,7 @@ class Degradation:
         return f"{type(self).__name__}({kwargs})"
 
 
+@DEGRADATIONS.register("GaussianNoise", aliases=("gaussian_noise", "noise"))
 class GaussianNoise(Degradation):
     """``y = x + sigma * eps``, ``eps ~ N(0, I)``; sigma in [-1, 1] units (OTM denoising: 0.3).
 
@@ -85,7 +82,7 @@ class GaussianNoise(Degradation):
     name = "GaussianNoise"
 
     def __init__(self, sigma: float) -> None:
-        self.sigma = _check_real(sigma, "GaussianNoise sigma", 0.0)
+        self.sigma = check_real("GaussianNoise sigma", sigma, at_least=0)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         x = _check_images(x, "GaussianNoise")
@@ -96,6 +93,7 @@ class GaussianNoise(Degradation):
         return {"name": self.name, "sigma": self.sigma}
 
 
+@DEGRADATIONS.register("Grayscale", aliases=("grayscale",))
 class Grayscale(Degradation):
     """Luma ``0.299 R + 0.587 G + 0.114 B`` of RGB ``[n, 3, h, w]``, repeated to 3 channels.
 
@@ -120,6 +118,7 @@ class Grayscale(Degradation):
         return {"name": self.name}
 
 
+@DEGRADATIONS.register("Mask", aliases=("mask",))
 class Mask(Degradation):
     """Set a region of every channel to ``value``.
 
@@ -135,14 +134,11 @@ class Mask(Degradation):
     def __init__(
         self, kind: str = "right_half", value: float = 0.0, box: float = 0.5, n_boxes: int = 3
     ) -> None:
-        self.kind = _check_choice(kind, "Mask kind", self.kinds)
-        self.value = _check_real(value, "Mask value", -math.inf)
-        self.box = _check_real(box, "Mask box", 0.0, 1.0)
-        if self.box == 0.0:
-            raise InputError("Mask box must be in (0, 1] (a fraction of the side), got 0")
-        if isinstance(n_boxes, bool) or not isinstance(n_boxes, numbers.Integral) or n_boxes < 1:
-            raise InputError(f"Mask n_boxes must be an integer >= 1, got {n_boxes!r}")
-        self.n_boxes = int(n_boxes)
+        self.kind = check_choice("Mask kind", kind, self.kinds)
+        self.value = check_real("Mask value", value)
+        self.box = check_real("Mask box", box, above=0, at_most=1,
+                              fix="pass a fraction of the side, e.g. 0.5")
+        self.n_boxes = check_positive_int("Mask n_boxes", n_boxes)
 
     def _box_size(self, h: int, w: int) -> tuple[int, int]:
         return max(1, round(self.box * h)), max(1, round(self.box * w))
@@ -184,6 +180,7 @@ class Mask(Degradation):
         }
 
 
+@DEGRADATIONS.register("Downsample", aliases=("downsample",))
 class Downsample(Degradation):
     """Down-sample by ``factor``, add ``N(0, noise^2)``, up-sample back to ``h x w``.
 
@@ -205,14 +202,10 @@ class Downsample(Degradation):
         mode: str = "area",
         upsample: str | None = "nearest",
     ) -> None:
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or factor < 2:
-            raise InputError(
-                f"Downsample factor must be an integer >= 2 (e.g. 2 or 4), got {factor!r}"
-            )
-        self.factor = int(factor)
-        self.noise = _check_real(noise, "Downsample noise", 0.0)
-        self.mode = _check_choice(mode, "Downsample mode", self.modes)
-        self.upsample = _check_choice(upsample, "Downsample upsample", self.upsamples)
+        self.factor = check_int("Downsample factor", factor, 2, fix="pass e.g. 2 or 4")
+        self.noise = check_real("Downsample noise", noise, at_least=0)
+        self.mode = check_choice("Downsample mode", mode, self.modes)
+        self.upsample = check_choice("Downsample upsample", upsample, self.upsamples)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         x = _check_images(x, "Downsample")
@@ -249,6 +242,7 @@ class Downsample(Degradation):
         }
 
 
+@DEGRADATIONS.register("Blur", aliases=("blur",))
 class Blur(Degradation):
     """Separable Gaussian blur, kernel ``g_t ∝ exp(-t^2 / (2 sigma^2))`` for ``|t| <= k // 2``.
 
@@ -259,17 +253,13 @@ class Blur(Degradation):
     name = "Blur"
 
     def __init__(self, sigma: float = 1.0, kernel_size: int | None = None) -> None:
-        self.sigma = _check_real(sigma, "Blur sigma", 0.0)
-        if self.sigma == 0.0:
-            raise InputError("Blur sigma must be > 0; drop the blur for an identity")
-        if kernel_size is not None and (
-            isinstance(kernel_size, bool)
-            or not isinstance(kernel_size, numbers.Integral)
-            or kernel_size < 1
-            or kernel_size % 2 == 0
-        ):
-            raise InputError(f"Blur kernel_size must be an odd integer >= 1, got {kernel_size!r}")
-        self.kernel_size = None if kernel_size is None else int(kernel_size)
+        self.sigma = check_positive("Blur sigma", sigma, fix="drop the blur for an identity")
+        if kernel_size is not None:
+            kernel_size = check_positive_int("Blur kernel_size", kernel_size)
+            if kernel_size % 2 == 0:
+                raise InputError(f"Blur kernel_size must be odd, got {kernel_size}: pass "
+                                 f"{kernel_size - 1} or {kernel_size + 1}")
+        self.kernel_size = kernel_size
 
     def kernel(self, dtype: torch.dtype = torch.float32, device: Any = None) -> Tensor:
         """The normalised 1-D Gaussian kernel ``[k]``."""
@@ -296,6 +286,7 @@ class Blur(Degradation):
         return {"name": self.name, "sigma": self.sigma, "kernel_size": self.kernel_size}
 
 
+@DEGRADATIONS.register("Compose", aliases=("compose",))
 class Compose(Degradation):
     """Apply ``steps`` in order: ``y = d_k(... d_1(x))``; steps are degradations or specs."""
 
@@ -318,22 +309,9 @@ class Compose(Degradation):
         return {"name": self.name, "steps": [s.config() for s in self.steps]}
 
 
-DEGRADATIONS: dict[str, type[Degradation]] = {
-    cls.name: cls for cls in (GaussianNoise, Grayscale, Mask, Downsample, Blur, Compose)
-}
-_ALIASES = {
-    "gaussian_noise": "GaussianNoise",
-    "noise": "GaussianNoise",
-    "grayscale": "Grayscale",
-    "mask": "Mask",
-    "downsample": "Downsample",
-    "blur": "Blur",
-    "compose": "Compose",
-}
-
-
 def build_degradation(spec: dict | str) -> Degradation:
-    """``DEGRADATIONS[spec["name"]](**rest)``; a bare string is a spec without kwargs.
+    """The degradation ``spec["name"]`` built with the rest of ``spec`` as its kwargs; a bare
+    string is a spec without kwargs.
 
     Names are the class names (``"GaussianNoise"``) or snake_case aliases (``"gaussian_noise"``).
     """
@@ -343,15 +321,4 @@ def build_degradation(spec: dict | str) -> Degradation:
         raise InputError(
             f"a degradation spec must be a dict {{'name': ..., **kwargs}} or a name, got {spec!r}"
         )
-    kwargs = dict(spec)
-    raw = kwargs.pop("name", None)
-    name = _ALIASES.get(raw, raw) if isinstance(raw, str) else raw
-    if name not in DEGRADATIONS:
-        raise InputError(
-            f"unknown degradation {raw!r}; choose one of {sorted(DEGRADATIONS)} "
-            f"(or aliases {sorted(_ALIASES)})"
-        )
-    try:
-        return DEGRADATIONS[name](**kwargs)
-    except TypeError as err:
-        raise InputError(f"bad arguments for degradation {name!r}: {err}") from None
+    return DEGRADATIONS.build(spec)

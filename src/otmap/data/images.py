@@ -43,6 +43,7 @@ from torch.utils.data import Dataset
 
 from otmap.data.samplers import TensorSampler
 from otmap.errors import InputError
+from otmap.utils.checks import check_choice, check_int
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -113,22 +114,6 @@ _MAX_LISTED_FILES = 10
 # shared helpers
 
 
-def _check_int(value: Any, what: str, minimum: int, example: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InputError(
-            f"{what} must be an integer >= {minimum}, got {value!r}: pass e.g. {example}"
-        )
-    return int(value)
-
-
-def _check_choice(value: Any, what: str, choices: Sequence[Any]) -> Any:
-    if value not in choices:
-        raise InputError(
-            f"{what} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}"
-        )
-    return value
-
-
 def _check_channels(channels: Any) -> int:
     if isinstance(channels, bool) or channels not in (1, 3):
         raise InputError(
@@ -175,7 +160,7 @@ def load_digits(size: int = 8, channels: int = 1) -> tuple[Tensor, Tensor]:
     e.g. 16 or 32) with bilinear interpolation (``align_corners=False``, antialiased when
     shrinking). ``channels=3`` repeats the gray channel.
     """
-    size = _check_int(size, "size", 8, "8, 16 or 32")
+    size = check_int("size", size, 8, fix="pass e.g. 8, 16 or 32")
     channels = _check_channels(channels)
     from sklearn.datasets import load_digits as _sk_load_digits
 
@@ -299,9 +284,9 @@ def load_mnist(
     fills the same fraction of the frame at every size. ``channels=3`` repeats the gray
     channel.
     """
-    split = _check_choice(split, "split", ("train", "test"))
-    dataset = _check_choice(dataset, "dataset", tuple(_MNIST_SOURCES))
-    size = _check_int(size, "size", 1, "28 or 32")
+    split = check_choice("split", split, ("train", "test"))
+    dataset = check_choice("dataset", dataset, tuple(_MNIST_SOURCES))
+    size = check_int("size", size, 1, fix="pass e.g. 28 or 32")
     channels = _check_channels(channels)
     root = Path(root)
     prefix = _MNIST_PREFIX[split]
@@ -393,7 +378,7 @@ def load_cifar10(root: PathLike, split: str = "train") -> tuple[Tensor, Tensor]:
     The batches are pickle files, read with ``pickle.load(..., encoding="bytes")``; unpickling
     can execute code, so only point this at the official archive or files you trust.
     """
-    split = _check_choice(split, "split", ("train", "test"))
+    split = check_choice("split", split, ("train", "test"))
     root = Path(root)
     folder = _cifar_folder(root)
     paths = [folder / name for name in _CIFAR_FILES[split]]
@@ -504,10 +489,10 @@ class ImageFolderDataset(Dataset):
     def __init__(self, root: PathLike, size: int, channels: int = 3,
                  center_crop: int | None = None,
                  extensions: Sequence[str] = IMAGE_EXTENSIONS) -> None:
-        self.size = _check_int(size, "size", 1, "64")
+        self.size = check_int("size", size, 1, fix="pass e.g. 64")
         self.channels = _check_channels(channels)
-        self.center_crop = None if center_crop is None else _check_int(
-            center_crop, "center_crop", 1, "140 (CelebA)")
+        self.center_crop = None if center_crop is None else check_int(
+            "center_crop", center_crop, 1, fix="pass e.g. 140 (CelebA)")
         self.files = list_image_files(root, extensions)
 
     def __len__(self) -> int:
@@ -550,19 +535,19 @@ def load_image_folder(
     single warning naming them (``on_error="skip"``), or raise InputError naming the file
     (``on_error="raise"``). A folder without matching files raises InputError.
     """
-    size = _check_int(size, "size", 1, "64")
+    size = check_int("size", size, 1, fix="pass e.g. 64")
     channels = _check_channels(channels)
     if center_crop is not None:
-        center_crop = _check_int(center_crop, "center_crop", 1, "140 (CelebA)")
+        center_crop = check_int("center_crop", center_crop, 1, fix="pass e.g. 140 (CelebA)")
     if max_images is not None:
-        max_images = _check_int(max_images, "max_images", 1, "1000")
-    on_error = _check_choice(on_error, "on_error", ("skip", "raise"))
+        max_images = check_int("max_images", max_images, 1, fix="pass e.g. 1000")
+    on_error = check_choice("on_error", on_error, ("skip", "raise"))
     files = list_image_files(root, extensions)
     if max_images is not None:
         files = files[:max_images]
 
     mode = "RGB" if channels == 3 else "L"
-    workers = _check_int(workers or min(8, os.cpu_count() or 1), "workers", 1, "8")
+    workers = check_int("workers", workers or min(8, os.cpu_count() or 1), 1, fix="pass e.g. 8")
 
     def read(path: Path) -> np.ndarray | Exception:
         try:
@@ -658,8 +643,8 @@ def split_indices(
     ``range(n)``. The permutation comes from ``torch.Generator().manual_seed(seed)``: the
     same ``seed`` gives the same split and torch's global RNG is neither used nor advanced.
     """
-    n = _check_int(n, "n", 0, "len(images)")
-    seed = _check_int(seed, "seed", 0, "0")
+    n = check_int("n", n, fix="pass e.g. len(images)")
+    seed = check_int("seed", seed, fix="pass e.g. 0")
     if isinstance(fractions, numbers.Real):
         fractions = (fractions,)
     fracs: list[float] = []

@@ -7,7 +7,6 @@ explicitly, so saving/restoring ``torch.get_rng_state()`` makes training exactly
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
@@ -18,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
 
 from otmap.errors import InputError
+from otmap.utils.checks import check_int, check_positive_int
 
 __all__ = [
     "Sampler",
@@ -44,12 +44,7 @@ class Sampler(Protocol):
 
 def _check_count(n: Any) -> int:
     """Return ``n`` as an int if it is a positive integer, else raise InputError."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise InputError(
-            f"n must be a positive integer, got {n!r}: pass the number of samples to draw, "
-            "e.g. sample(256)"
-        )
-    return int(n)
+    return check_positive_int("n", n, fix="pass the number of samples to draw, e.g. sample(256)")
 
 
 def _to_float_tensor(x: Any, name: str) -> Tensor:
@@ -206,9 +201,7 @@ class DatasetSampler:
     """
 
     def __init__(self, dataset: Dataset, name: str = "dataset", workers: int = 0) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise InputError(f"{name}: workers must be a non-negative integer, got {workers!r}")
-        self.workers = workers
+        self.workers = check_int(f"{name}: workers", workers)
         self._pool: ThreadPoolExecutor | None = None
         try:
             size = len(dataset)  # type: ignore[arg-type]

@@ -19,14 +19,17 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Subset
 
+from otmap.data import images
 from otmap.data.samplers import DatasetSampler, Sampler, TensorSampler
 from otmap.data.toy import toy
 from otmap.errors import InputError
+from otmap.utils.registry import Registry
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
                 (2, 0): np.lib.format.read_array_header_2_0}
@@ -112,25 +115,30 @@ def load_samples(path: str | Path) -> torch.Tensor:
     return torch.as_tensor(data.astype(data.dtype.newbyteorder("="), copy=False))
 
 
+ImagesAndLabels = tuple[torch.Tensor, torch.Tensor | None]
+
+#: the image datasets by name: loaders of ``(images [n, c, h, w], labels [n] or None)``
+DATASETS: Registry[ImagesAndLabels] = Registry("dataset")
+DATASETS.register("digits", images.load_digits)
+DATASETS.register("mnist", images.load_mnist)
+DATASETS.register("cifar10", images.load_cifar10)
+
+
+@DATASETS.register("fashion_mnist")
+def _load_fashion_mnist(**kwargs: Any) -> ImagesAndLabels:
+    return images.load_mnist(dataset="fashion_mnist", **kwargs)
+
+
+@DATASETS.register("folder")
+def _load_folder(**kwargs: Any) -> ImagesAndLabels:
+    return images.load_image_folder(**kwargs), None
+
+
 def load_dataset(dataset: str, classes: list[int] | None = None,
                  part: tuple[float, float] | None = None, seed: int = 0, **kwargs) -> torch.Tensor:
     """Images ``[n, c, h, w]`` of a named dataset, optionally filtered by class and cut to a
     seeded fraction ``part = (start, end)`` of the shuffled set."""
-    from otmap.data import images
-
-    loaders = {"digits": images.load_digits, "mnist": images.load_mnist,
-               "fashion_mnist": lambda **kw: images.load_mnist(dataset="fashion_mnist", **kw),
-               "cifar10": images.load_cifar10}
-    if dataset == "folder":
-        data, labels = images.load_image_folder(**kwargs), None
-    elif isinstance(dataset, str) and dataset in loaders:
-        try:
-            data, labels = loaders[dataset](**kwargs)
-        except TypeError as err:
-            raise InputError(f"dataset {dataset}: {err}") from None
-    else:
-        raise InputError(f"unknown dataset {dataset!r}; choose one of "
-                         f"{sorted([*loaders, 'folder'])}")
+    data, labels = DATASETS.make(dataset, **kwargs)
     if classes is not None:
         if labels is None:
             raise InputError(f"dataset {dataset} has no labels to filter classes by")
@@ -140,20 +148,18 @@ def load_dataset(dataset: str, classes: list[int] | None = None,
 
 def part_indices(n: int, part: tuple[float, float], seed: int = 0) -> torch.Tensor:
     """The indices of the fraction ``part = (start, end)`` of a seeded shuffle of ``range(n)``
-    (disjoint parts for unpaired A/B/test splits)."""
+    (disjoint parts for unpaired A/B/test splits): the second set of
+    :func:`~otmap.data.images.split_indices` for the fractions ``(start, end - start)``."""
     start, end = (float(v) for v in part)
     if not 0 <= start < end <= 1:
         raise InputError(f"part must be [start, end] with 0 <= start < end <= 1, got {part}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[int(start * n): int(end * n)]
+    return images.split_indices(n, (start, end - start), seed)[1]
 
 
 def lazy_folder_sampler(params: dict, role: str) -> DatasetSampler:
     """``{dataset: folder, root, size, lazy: true, workers: 8, part: [a, b]}``: the folder's
     images read from disk for every batch by ``workers`` threads (default: one per core, at
     most 8), for sets too large to hold in memory; optionally a seeded ``part`` of them."""
-    from otmap.data.images import ImageFolderDataset
-
     params = dict(params)
     if params.pop("dataset") != "folder":
         raise InputError(f"{role}: lazy loading reads image folders (dataset: folder); the "
@@ -161,7 +167,7 @@ def lazy_folder_sampler(params: dict, role: str) -> DatasetSampler:
     workers = params.pop("workers", min(8, os.cpu_count() or 1))
     part, seed = params.pop("part", None), params.pop("seed", 0)
     try:
-        dataset = ImageFolderDataset(**params)
+        dataset = images.ImageFolderDataset(**params)
     except TypeError as err:
         raise InputError(f"{role}: {err}") from None
     if part is not None:

@@ -8,10 +8,7 @@ CPU float32 tensors ``[n, dim]`` and can optionally be whitened (``whiten=True``
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import math
-import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -19,6 +16,8 @@ from torch import Tensor
 
 from otmap.data.samplers import _check_count
 from otmap.errors import InputError
+from otmap.utils.checks import check_positive, check_positive_int, check_real
+from otmap.utils.registry import Registry
 
 __all__ = ["ToySampler", "TOY_DATASETS", "toy"]
 
@@ -26,6 +25,9 @@ DrawFn = Callable[[int, torch.Generator | None], Tensor]
 
 _WHITEN_SAMPLES = 1000
 _WHITEN_SEED = 0
+
+#: the toy distributions by name: factories of :class:`ToySampler`
+TOY_DATASETS: Registry[ToySampler] = Registry("toy dataset")
 
 
 class ToySampler:
@@ -80,26 +82,16 @@ class ToySampler:
 # ----------------------------------------------------------------------------- checks
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+def _positive(what: str, value: float) -> float:
+    return check_positive(what, value, fix="pass e.g. 1.0")
 
 
-def _positive(value: float, what: str) -> float:
-    if not (_is_real(value) and value > 0):
-        raise InputError(f"{what} must be a positive number, got {value!r}: pass e.g. 1.0")
-    return float(value)
+def _non_negative(what: str, value: float) -> float:
+    return check_real(what, value, at_least=0, fix="pass e.g. 0.05")
 
 
-def _non_negative(value: float, what: str) -> float:
-    if not (_is_real(value) and value >= 0):
-        raise InputError(f"{what} must be a number >= 0, got {value!r}: pass e.g. 0.05")
-    return float(value)
-
-
-def _count(value: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{what} must be a positive integer, got {value!r}: pass e.g. 3")
-    return value
+def _count(what: str, value: int) -> int:
+    return check_positive_int(what, value, fix="pass e.g. 3")
 
 
 def _centers_tensor(centers: Sequence[Sequence[float]] | Sequence[float], what: str) -> Tensor:
@@ -157,12 +149,13 @@ def _circle_centers(n_components: int, radius: float) -> Tensor:
 # ----------------------------------------------------------------------------- datasets
 
 
+@TOY_DATASETS.register("gaussian")
 def gaussian(
     dim: int = 2, mean: float | Sequence[float] = 0.0, std: float = 1.0, whiten: bool = False
 ) -> ToySampler:
     """Isotropic Gaussian ``N(mean, std^2 I)`` in ``dim`` dimensions (default ``N(0, I)``)."""
-    dim = _count(dim, "gaussian: dim")
-    std = _positive(std, "gaussian: std")
+    dim = _count("gaussian: dim", dim)
+    std = _positive("gaussian: std", std)
     m = torch.as_tensor(mean, dtype=torch.float32).flatten()
     if m.numel() not in (1, dim) or not bool(torch.isfinite(m).all()):
         raise InputError(
@@ -177,6 +170,7 @@ def gaussian(
     return ToySampler("gaussian", dim, draw, whiten, {"mean": mean, "std": std})
 
 
+@TOY_DATASETS.register("gaussian_mixture")
 def gaussian_mixture(
     centers: Sequence[Sequence[float]] | None = None,
     n_components: int = 8,
@@ -189,51 +183,55 @@ def gaussian_mixture(
     Centres are ``centers`` ([k, d] list) if given, else ``n_components`` points evenly
     spaced on a circle of radius ``radius`` (default: 8 blobs at radius 4, std 0.5).
     """
-    std = _positive(std, "gaussian_mixture: std")
+    std = _positive("gaussian_mixture: std", std)
     if centers is not None:
         c = _centers_tensor(centers, "gaussian_mixture: centers")
         params: dict[str, object] = {"centers": c.tolist(), "std": std}
     else:
-        n_components = _count(n_components, "gaussian_mixture: n_components")
-        radius = _positive(radius, "gaussian_mixture: radius")
+        n_components = _count("gaussian_mixture: n_components", n_components)
+        radius = _positive("gaussian_mixture: radius", radius)
         c = _circle_centers(n_components, radius)
         params = {"n_components": n_components, "radius": radius, "std": std}
     return _mixture("gaussian_mixture", c, std, whiten, params)
 
 
+@TOY_DATASETS.register("3blobs")
 def three_blobs(radius: float = 4.0, std: float = 0.5, whiten: bool = False) -> ToySampler:
     """3 Gaussians (std ``std``) at 120-degree steps on a circle of radius ``radius``."""
-    radius = _positive(radius, "3blobs: radius")
-    std = _positive(std, "3blobs: std")
+    radius = _positive("3blobs: radius", radius)
+    std = _positive("3blobs: std", std)
     c = _circle_centers(3, radius)
     return _mixture("3blobs", c, std, whiten, {"radius": radius, "std": std})
 
 
+@TOY_DATASETS.register("8blobs")
 def eight_blobs(radius: float = 4.0, std: float = 0.5, whiten: bool = False) -> ToySampler:
     """8 Gaussians (std ``std``) evenly spaced on a circle of radius ``radius``."""
-    radius = _positive(radius, "8blobs: radius")
-    std = _positive(std, "8blobs: std")
+    radius = _positive("8blobs: radius", radius)
+    std = _positive("8blobs: std", std)
     c = _circle_centers(8, radius)
     return _mixture("8blobs", c, std, whiten, {"radius": radius, "std": std})
 
 
+@TOY_DATASETS.register("grid")
 def grid(spacing: float = 4.0, std: float = 0.5, whiten: bool = False) -> ToySampler:
     """2x2 grid of Gaussians at ``(+-spacing/2, +-spacing/2)`` with std ``std``."""
-    spacing = _positive(spacing, "grid: spacing")
-    std = _positive(std, "grid: std")
+    spacing = _positive("grid: spacing", spacing)
+    std = _positive("grid: std", std)
     h = spacing / 2
     c = torch.tensor([[-h, -h], [-h, h], [h, -h], [h, h]])
     return _mixture("grid", c, std, whiten, {"spacing": spacing, "std": std})
 
 
+@TOY_DATASETS.register("moons")
 def moons(noise: float = 0.05, scale: float = 1.0, whiten: bool = False) -> ToySampler:
     """Two interleaved unit half circles, centred at the origin, plus Gaussian ``noise``.
 
     With ``scale=1`` the support is about x in [-1.5, 1.5], y in [-0.75, 0.75]: the upper
     moon is centred at (-0.5, -0.25), the lower (flipped) moon at (0.5, 0.25).
     """
-    noise = _non_negative(noise, "moons: noise")
-    scale = _positive(scale, "moons: scale")
+    noise = _non_negative("moons: noise", noise)
+    scale = _positive("moons: scale", scale)
     centre = torch.tensor([[-0.5, -0.25], [0.5, 0.25]])
     flip = torch.tensor([1.0, -1.0])
 
@@ -245,13 +243,14 @@ def moons(noise: float = 0.05, scale: float = 1.0, whiten: bool = False) -> ToyS
     return ToySampler("moons", 2, draw, whiten, {"noise": noise, "scale": scale})
 
 
+@TOY_DATASETS.register("swiss_roll")
 def swiss_roll(noise: float = 0.1, scale: float = 1.0, whiten: bool = False) -> ToySampler:
     """2-D Swiss roll ``t (cos t, sin t) / 7.5`` with ``t ~ U[1.5 pi, 4.5 pi]`` plus ``noise``.
 
     With ``scale=1`` the spiral's radius runs from 0.63 to 1.88 (as in the NOT paper).
     """
-    noise = _non_negative(noise, "swiss_roll: noise")
-    scale = _positive(scale, "swiss_roll: scale")
+    noise = _non_negative("swiss_roll: noise", noise)
+    scale = _positive("swiss_roll: scale", scale)
 
     def draw(n: int, g: torch.Generator | None) -> Tensor:
         t = 1.5 * math.pi * (1 + 2 * _rand(n, g))
@@ -260,14 +259,15 @@ def swiss_roll(noise: float = 0.1, scale: float = 1.0, whiten: bool = False) -> 
     return ToySampler("swiss_roll", 2, draw, whiten, {"noise": noise, "scale": scale})
 
 
+@TOY_DATASETS.register("s_curve")
 def s_curve(noise: float = 0.05, scale: float = 1.0, whiten: bool = False) -> ToySampler:
     """2-D 'S' made of two 3/4 unit circles centred at (0, +-1), plus Gaussian ``noise``.
 
     Points are ``(sin t, sign(t) (cos t - 1))`` with ``t ~ U[-1.5 pi, 1.5 pi]``; with
     ``scale=1`` the support is x in [-1, 1], y in [-2, 2].
     """
-    noise = _non_negative(noise, "s_curve: noise")
-    scale = _positive(scale, "s_curve: scale")
+    noise = _non_negative("s_curve: noise", noise)
+    scale = _positive("s_curve: scale", scale)
 
     def draw(n: int, g: torch.Generator | None) -> Tensor:
         t = 3 * math.pi * (_rand(n, g) - 0.5)
@@ -277,6 +277,7 @@ def s_curve(noise: float = 0.05, scale: float = 1.0, whiten: bool = False) -> To
     return ToySampler("s_curve", 2, draw, whiten, {"noise": noise, "scale": scale})
 
 
+@TOY_DATASETS.register("circles")
 def circles(
     radius: float = 2.0, factor: float = 0.5, noise: float = 0.05, whiten: bool = False
 ) -> ToySampler:
@@ -284,14 +285,10 @@ def circles(
 
     Gaussian ``noise`` is added to both coordinates.
     """
-    radius = _positive(radius, "circles: radius")
-    noise = _non_negative(noise, "circles: noise")
-    if not (_is_real(factor) and 0 < factor < 1):
-        raise InputError(
-            f"circles: factor (inner/outer radius ratio) must be in (0, 1), got {factor!r}: "
-            "pass e.g. factor=0.5"
-        )
-    factor = float(factor)
+    radius = _positive("circles: radius", radius)
+    noise = _non_negative("circles: noise", noise)
+    factor = check_real("circles: factor (inner/outer radius ratio)", factor, above=0, below=1,
+                        fix="pass e.g. factor=0.5")
 
     def draw(n: int, g: torch.Generator | None) -> Tensor:
         inner = torch.randint(2, (n,), generator=g).float()
@@ -302,9 +299,10 @@ def circles(
     return ToySampler("circles", 2, draw, whiten, params)
 
 
+@TOY_DATASETS.register("uniform_square")
 def uniform_square(side: float = 4.0, whiten: bool = False) -> ToySampler:
     """Uniform on ``[-side/2, side/2]^2`` (default ``[-2, 2]^2``); variance ``side^2 / 12``."""
-    side = _positive(side, "uniform_square: side")
+    side = _positive("uniform_square: side", side)
 
     def draw(n: int, g: torch.Generator | None) -> Tensor:
         return side * (torch.rand(n, 2, generator=g) - 0.5)
@@ -312,10 +310,11 @@ def uniform_square(side: float = 4.0, whiten: bool = False) -> ToySampler:
     return ToySampler("uniform_square", 2, draw, whiten, {"side": side})
 
 
+@TOY_DATASETS.register("noisy_circle")
 def noisy_circle(radius: float = 2.0, noise: float = 0.1, whiten: bool = False) -> ToySampler:
     """Uniform angle on a circle of radius ``radius`` plus isotropic Gaussian ``noise``."""
-    radius = _positive(radius, "noisy_circle: radius")
-    noise = _non_negative(noise, "noisy_circle: noise")
+    radius = _positive("noisy_circle: radius", radius)
+    noise = _non_negative("noisy_circle: noise", noise)
 
     def draw(n: int, g: torch.Generator | None) -> Tensor:
         return _on_circle(2 * math.pi * _rand(n, g), radius) + noise * _randn(n, 2, g)
@@ -323,6 +322,7 @@ def noisy_circle(radius: float = 2.0, noise: float = 0.1, whiten: bool = False) 
     return ToySampler("noisy_circle", 2, draw, whiten, {"radius": radius, "noise": noise})
 
 
+@TOY_DATASETS.register("unit_circle")
 def unit_circle(whiten: bool = False) -> ToySampler:
     """Points uniform on the unit circle (all norms exactly 1)."""
 
@@ -344,6 +344,7 @@ _GLYPHS: dict[str, tuple[float, list[tuple[int, float, float, float, float]]]] =
 _GLYPH_GAP = 0.6
 
 
+@TOY_DATASETS.register("letters")
 def letters(
     letters: str = "OT", noise: float = 0.05, scale: float = 1.0, whiten: bool = False
 ) -> ToySampler:
@@ -353,8 +354,8 @@ def letters(
     2 units tall, and with ``scale=1`` 'OT' spans about x in [-2.3, 2.3], y in [-1, 1].
     Gaussian ``noise`` (before scaling) thickens the strokes.
     """
-    noise = _non_negative(noise, "letters: noise")
-    scale = _positive(scale, "letters: scale")
+    noise = _non_negative("letters: noise", noise)
+    scale = _positive("letters: scale", scale)
     text = letters.upper() if isinstance(letters, str) else ""
     unknown = sorted({ch for ch in text if ch not in _GLYPHS})
     if not text or unknown:
@@ -388,6 +389,7 @@ def letters(
     return ToySampler("letters", 2, draw, whiten, params)
 
 
+@TOY_DATASETS.register("mixture_1d")
 def mixture_1d(
     components: int = 3,
     centers: Sequence[float] | None = None,
@@ -399,9 +401,9 @@ def mixture_1d(
     Default centres are spaced 9 apart around 0: ``components=3`` -> -9, 0, 9;
     ``components=2`` -> -4.5, 4.5. A ``centers`` list overrides them.
     """
-    std = _positive(std, "mixture_1d: std")
+    std = _positive("mixture_1d: std", std)
     if centers is None:
-        components = _count(components, "mixture_1d: components")
+        components = _count("mixture_1d: components", components)
         c = 9.0 * (torch.arange(components, dtype=torch.float32) - (components - 1) / 2)
         c = c[:, None]
     else:
@@ -415,42 +417,13 @@ def mixture_1d(
     return _mixture("mixture_1d", c, std, whiten, params)
 
 
-TOY_DATASETS: dict[str, Callable[..., ToySampler]] = {
-    "gaussian": gaussian,
-    "gaussian_mixture": gaussian_mixture,
-    "3blobs": three_blobs,
-    "8blobs": eight_blobs,
-    "grid": grid,
-    "moons": moons,
-    "swiss_roll": swiss_roll,
-    "s_curve": s_curve,
-    "circles": circles,
-    "uniform_square": uniform_square,
-    "noisy_circle": noisy_circle,
-    "unit_circle": unit_circle,
-    "letters": letters,
-    "mixture_1d": mixture_1d,
-}
-
-
 def toy(name: str, /, **kwargs: object) -> ToySampler:
     """Build the toy distribution ``name`` (a key of ``TOY_DATASETS``) with its keyword options.
 
     >>> toy("moons", noise=0.1, whiten=True).sample(4).shape
     torch.Size([4, 2])
     """
-    factory = TOY_DATASETS.get(name) if isinstance(name, str) else None
-    if factory is None:
-        close = difflib.get_close_matches(str(name), TOY_DATASETS, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise InputError(f"unknown toy dataset {name!r}: {hint}use one of {sorted(TOY_DATASETS)}")
-    valid = list(inspect.signature(factory).parameters)
-    bad = sorted(set(kwargs) - set(valid))
-    if bad:
-        raise InputError(
-            f"toy dataset {name!r} got unknown option(s) {bad}: valid options are {valid}"
-        )
-    sampler = factory(**kwargs)
+    sampler = TOY_DATASETS.make(name, **kwargs)
     sampler.name = name  # the registry key: toy(sampler.name, **sampler.params) rebuilds it
     sampler.params = dict(kwargs)
     return sampler

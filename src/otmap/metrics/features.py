@@ -20,10 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from otmap.errors import CheckpointError, InputError
+from otmap.utils.checks import check_choice
 from otmap.utils.files import atomic_write
+from otmap.utils.registry import Registry
 
 __all__ = [
     "DigitsFeatures",
+    "EXTRACTORS",
     "FIDInceptionV3",
     "FeatureExtractor",
     "INCEPTION_WEIGHTS_NAME",
@@ -95,9 +98,7 @@ class DigitsFeatures(FeatureExtractor):
 
     def __init__(self, size: int = 16) -> None:
         super().__init__()
-        if size not in (8, 16, 32):
-            raise InputError(f"DigitsFeatures size must be 8, 16 or 32, got {size!r}.")
-        self.size = size
+        self.size = check_choice("DigitsFeatures size", size, (8, 16, 32))
         self.name = f"digits{size}"
         self.accuracy: float | None = None
         self.body = nn.Sequential(
@@ -423,10 +424,13 @@ class InceptionFeatures(FeatureExtractor):
         return self.net(x)
 
 
+#: the feature extractors by name
+EXTRACTORS: Registry[FeatureExtractor] = Registry("feature extractor")
+EXTRACTORS.register("digits", DigitsFeatures.load_or_train)
+EXTRACTORS.register("inception", InceptionFeatures)
+
+
 def build_extractor(name: str, **kwargs: object) -> FeatureExtractor:
     """``"digits"`` -> :meth:`DigitsFeatures.load_or_train` (kwargs: cache_dir, size, seed);
     ``"inception"`` -> :class:`InceptionFeatures` (kwargs: weights_path)."""
-    builders = {"digits": DigitsFeatures.load_or_train, "inception": InceptionFeatures}
-    if name not in builders:
-        raise InputError(f"unknown feature extractor {name!r}; choose one of {sorted(builders)}.")
-    return builders[name](**kwargs)
+    return EXTRACTORS.make(name, **kwargs)

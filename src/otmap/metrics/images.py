@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from otmap.errors import InputError
+from otmap.utils.checks import check_positive
 
 __all__ = ["psnr", "psnr_per_image", "ssim"]
 
@@ -42,8 +43,7 @@ def _check_pair(pred: object, target: object, data_range: float) -> tuple[Tensor
         )
     if pred.shape[0] == 0:
         raise InputError("pred and target are empty (n = 0): pass at least one image")
-    if not data_range > 0:
-        raise InputError(f"data_range must be > 0 (2.0 for [-1, 1] images), got {data_range!r}")
+    check_positive("data_range", data_range, fix="pass 2.0 for [-1, 1] images")
     return pred.detach().float(), target.detach().to(device=pred.device, dtype=torch.float32)
 
 

@@ -6,17 +6,20 @@ from torch import nn
 
 from otmap.nets.conv import ResNetPotential, UNet, UpsampleGenerator
 from otmap.nets.mlp import MapMLP, PotentialMLP
-from otmap.utils.registry import build_from_spec
+from otmap.utils.registry import Registry
 
-NETS: dict[str, type[nn.Module]] = {
-    "MapMLP": MapMLP, "PotentialMLP": PotentialMLP, "ResNetPotential": ResNetPotential,
-    "UpsampleGenerator": UpsampleGenerator, "UNet": UNet,
-}
+#: the networks by class name
+NETS: Registry[nn.Module] = Registry("network")
+NETS.register("MapMLP", MapMLP)
+NETS.register("PotentialMLP", PotentialMLP)
+NETS.register("ResNetPotential", ResNetPotential)
+NETS.register("UpsampleGenerator", UpsampleGenerator)
+NETS.register("UNet", UNet)
 
 
 def build_net(spec: dict) -> nn.Module:
     """Build a network from ``{"name": ..., **kwargs}`` (a checkpoint stores these specs)."""
-    return build_from_spec(NETS, spec, "network")
+    return NETS.build(spec)
 
 
 __all__ = ["NETS", "MapMLP", "PotentialMLP", "ResNetPotential", "UNet", "UpsampleGenerator",
