@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
 
 from otmap.cli import main
 from otmap.data.specs import load_dataset, sampler_from_spec
+from otmap.errors import InputError
 from otmap.experiments.recipes import load_run_config
 from otmap.experiments.restoration import HeldOutSet
 
@@ -49,6 +51,42 @@ def test_test_set_inputs_are_fixed_and_degraded_like_the_source():
     a, b = HeldOutSet(config.test, config.source), HeldOutSet(config.test, config.source)
     assert torch.equal(a.inputs, b.inputs)
     assert (a.inputs[..., 8:] == 0).all() and torch.equal(a.inputs[..., :8], a.clean[..., :8])
+
+
+def _image_folder(root, n: int = 3):
+    from PIL import Image
+
+    root.mkdir()
+    for i in range(n):
+        Image.new("L", (16, 16), color=40 * i).save(root / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("test, fragment", [
+    ({"dataset": "folder", "size": 16, "channels": 1}, "no classifier for folder images"),
+    ({"dataset": "digits", "size": 12}, r"12x12.* size 8, 16 or 32"),
+    ({"dataset": "digits", "size": 16, "target_class": 10}, r"a digit 0\.\.9, got 10"),
+    ({"dataset": "digits", "size": 16, "target_class": "8"}, "a digit 0..9, got '8'"),
+])
+def test_target_class_without_a_classifier_for_the_test_set_is_refused(test, fragment,
+                                                                        tmp_path):
+    """Refused before any training: the digits classifier only scores digits at its sizes."""
+    test = {"target_class": 8, "part": [0.8, 1.0], **test}
+    if test["dataset"] == "folder":
+        test["root"] = str(_image_folder(tmp_path / "images"))
+    with pytest.raises(InputError, match=fragment):
+        HeldOutSet(test, None)
+    del test["target_class"]  # the other test metrics need no classifier
+    assert HeldOutSet(test, None).target_class is None
+
+
+def test_restoration_without_torchmetrics_names_the_extra_before_training(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchmetrics", None)  # `import torchmetrics` fails
+    config = load_run_config("digits-denoise")
+    with pytest.raises(InputError, match=r"PSNR and SSIM .* pip install 'otmap\[images\]'"):
+        HeldOutSet(config.test, config.source)
+    translate = load_run_config("digits-translate")  # no degradation: no PSNR / SSIM
+    assert HeldOutSet(translate.test, translate.source).target_class == 8
 
 
 @pytest.mark.parametrize("recipe", ["digits-denoise", "digits-translate"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -139,6 +141,23 @@ def test_exact_ot_warns_on_large_inputs():
         warnings.simplefilter("always")
         exact_ot_cost(a, b)
     assert any("O(n^3)" in str(w.message) for w in caught)
+
+
+def test_exact_ot_without_pot_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ot", None)  # `import ot` raises ImportError
+    a = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    for exact in (exact_ot_cost, exact_ot_assignment):
+        with pytest.raises(InputError, match=r"need POT.*pip install 'otmap\[exact\]'"):
+            exact(a, a)
+    assert transport_cost(a, a) == 0  # the other metrics need no POT
+
+
+def test_importing_otmap_does_not_import_pot():
+    """POT takes seconds to import: only the exact-OT metrics load it, on first use."""
+    code = "import sys, otmap, otmap.metrics, otmap.benchmarks; print('ot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_bad_inputs_raise_input_error():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import numpy as np
@@ -11,8 +12,12 @@ import yaml
 from torch import nn
 
 import otmap
-from otmap.core.costs import InnerProduct
+import otmap.model.result as result_module
+from otmap.core.costs import InnerProduct, StrongQuadratic
+from otmap.core.embeddings import LinearProjection
+from otmap.core.maps import DeterministicMap
 from otmap.errors import CheckpointError, InputError
+from otmap.model.result import TransportResult
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -64,10 +69,77 @@ def test_save_load_gives_identical_outputs(fitted, tmp_path):
     assert loaded.run_dir is None
     # the map really was trained: it is not the identity it started as
     assert not torch.allclose(fitted.transport(x), x)
-    # the training state travels with the file
-    assert loaded.training["step"] == 15
+    # a model file holds the model only: training state lives in a run's checkpoints
+    assert fitted.training["step"] == 15 and loaded.training is None
     # no temporary files left next to the checkpoint (atomic write)
     assert sorted(p.name for p in path.parent.iterdir()) == ["map.pt"]
+
+
+def _tensors(value: object) -> list[torch.Tensor]:
+    """Every tensor in nested dicts / lists / tuples."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+def test_save_writes_the_model_without_optimiser_states(fitted, tmp_path):
+    data = torch.load(fitted.save(tmp_path / "map.pt"), weights_only=True)
+    assert data["training"] is None and "rng" not in data
+    assert data["otmap_version"] == otmap.__version__ and data["config"] == fitted.config
+    model = data["model"]
+    assert model["potential"]["spec"] == fitted.potential.otmap_spec
+    assert model["cost"] == fitted.cost.config()
+    # only the map's and the potential's weights: no Adam moments, no second copy of the nets
+    saved = sum(t.numel() for t in _tensors(data))
+    weights = sum(t.numel() for m in (fitted.map, fitted.potential)
+                  for t in m.state_dict().values())
+    assert saved == weights
+
+
+def test_load_reads_older_model_files_with_optimiser_states(fitted, tmp_path):
+    path = tmp_path / "old.pt"
+    # what save() wrote before: the model with the optimiser states in "training"
+    torch.save({**fitted.checkpoint(), "training": fitted.training}, path)
+    loaded = otmap.load(path)
+    x = _points()
+    assert torch.equal(loaded.transport(x), fitted.transport(x))
+    assert loaded.training["step"] == 15 and "map_optimizer" in loaded.training
+    assert torch.load(loaded.save(tmp_path / "new.pt"), weights_only=True)["training"] is None
+
+
+def test_to_moves_the_map_the_potential_and_the_embedding():
+    result = TransportResult(DeterministicMap(nn.Linear(3, 2)), cost=StrongQuadratic(),
+                             source_shape=(3,), target_shape=(2,),
+                             embedding=LinearProjection(3, 2), potential=nn.Linear(2, 1))
+    assert result.to("meta") is result
+    modules = (result.map, result.potential, result.embedding)
+    assert {t.device.type for m in modules for t in m.state_dict().values()} == {"meta"}
+    assert result.device.type == "meta"
+
+
+def test_sample_draws_from_the_recorded_toy_source(gaussian2d):
+    net = nn.Linear(2, 2)
+    result = TransportResult(DeterministicMap(net), cost=StrongQuadratic(), source_shape=(2,),
+                             target_shape=(2,), config={"source": {"toy": "gaussian", "dim": 2}})
+    torch.manual_seed(0)
+    out = result.sample(5)
+    torch.manual_seed(0)
+    assert torch.equal(out, net(torch.randn(5, 2)).detach())
+    result.config = {"source": {"dataset": "digits"}}
+    with pytest.raises(InputError, match="built-in source"):
+        result.sample(5)
+
+
+def test_the_model_layer_imports_at_module_level():
+    """otmap.model sits above otmap.data: no import has to wait inside a function."""
+    tree = ast.parse(open(result_module.__file__).read())
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    assert not [f.name for f in functions for n in ast.walk(f)
+                if isinstance(n, ast.Import | ast.ImportFrom)]
 
 
 def test_save_load_keeps_cost_and_batches_give_same_outputs(gaussian2d, small_fit_kwargs,

@@ -2,9 +2,11 @@
 
 A run's ``test`` spec names images the map never saw (a disjoint part of the dataset). For
 restoration they are the ground truth: the inputs are the same images degraded like the source
-(fixed seed). For translation (no degradation) they are inputs of the source class, and
-``target_class`` asks a held-out classifier where the outputs land. For digit restoration,
-``fid`` compares the outputs with the clean test images using otmap's digits features.
+(fixed seed), scored by PSNR and SSIM (torchmetrics: ``pip install 'otmap[images]'``). For
+translation (no degradation) they are inputs of the source class, and ``target_class`` asks a
+classifier of the test set's dataset where the outputs land (see :class:`HeldOutSet`). For digit
+restoration, ``fid`` compares the outputs with the clean test images using otmap's digits
+features.
 """
 
 from __future__ import annotations
@@ -17,25 +19,42 @@ from torch import Tensor
 from otmap.data.specs import load_dataset
 from otmap.errors import InputError
 from otmap.metrics import transport_cost
+from otmap.metrics.features import DigitsFeatures
 from otmap.model.result import TransportResult
 from otmap.viz import plots
 
 #: seed of the test set's degradation, so every evaluation sees the same inputs
 TEST_SEED = 1234
+#: image sizes at which otmap's digits classifier (:class:`DigitsFeatures`) is trained
+DIGITS_CLASSIFIER_SIZES = (8, 16, 32)
 
 
 class HeldOutSet:
-    """Clean test images ``[n, c, h, w]``, their degraded inputs, and the evaluation."""
+    """Clean test images ``[n, c, h, w]``, their degraded inputs, and the evaluation.
+
+    ``target_class`` (translation between classes of one dataset, the test set's) is scored
+    as the share of outputs that a classifier of the test set's dataset puts in that class.
+    otmap has one such classifier, for scikit-learn's digits (``dataset: digits`` at size 8,
+    16 or 32, classes 0..9; the FID of digit restoration uses its features too). A test set
+    of another dataset or size with ``target_class`` raises :class:`InputError` here, before
+    any training, instead of being scored by a classifier that does not know its images:
+    remove ``target_class`` from the test spec and the other test metrics are still computed.
+    A degraded (restoration) test set without torchmetrics installed raises too.
+    """
 
     def __init__(self, test: dict, source: dict | None) -> None:
         spec = dict(test)
-        self.target_class = spec.pop("target_class", None)
+        target_class = spec.pop("target_class", None)
         degrade = spec.pop("degrade", None) or (source or {}).get("degrade")
         if "dataset" not in spec:
             raise InputError("test must be an image dataset spec, e.g. {dataset: digits, size: "
                              "16, part: [0.9, 1.0]}")
+        if degrade is not None:
+            _require_image_metrics()
         self.clean = load_dataset(**spec)
-        self.digits = spec["dataset"] == "digits"
+        self.digits = (spec["dataset"] == "digits"
+                       and self.clean.shape[-1] in DIGITS_CLASSIFIER_SIZES)
+        self.target_class = _checked_target_class(target_class, spec["dataset"], self.clean)
         self.inputs = self.clean
         self.degraded = degrade is not None
         if degrade is not None:
@@ -44,12 +63,12 @@ class HeldOutSet:
             with torch.random.fork_rng():
                 torch.manual_seed(TEST_SEED)
                 self.inputs = build_degradation(degrade)(self.clean)
-        self._classifier = None
+        self._classifier: DigitsFeatures | None = None
 
-    def classifier(self):
+    def classifier(self) -> DigitsFeatures:
+        """otmap's digits classifier at the test images' size (trained and cached on first
+        use); only for a digits test set (``self.digits``)."""
         if self._classifier is None:
-            from otmap.metrics.features import DigitsFeatures
-
             self._classifier = DigitsFeatures.load_or_train(size=self.clean.shape[-1])
         return self._classifier
 
@@ -92,3 +111,35 @@ class HeldOutSet:
                                                                  else "")
         return plots.plot_image_grid(grid.flatten(0, 1).clamp(-1, 1), path, nrow=grid.shape[1],
                                      title=f"{title}: {label}")
+
+
+def _require_image_metrics() -> None:
+    """InputError naming the extra when torchmetrics (PSNR, SSIM) is missing: before
+    training rather than at its first evaluation."""
+    try:
+        import torchmetrics  # noqa: F401
+    except ImportError:
+        raise InputError("restoration test sets are scored with PSNR and SSIM from torchmetrics, "
+                         "which is not installed: pip install 'otmap[images]' (or pip install "
+                         "'torchmetrics>=1.0')") from None
+
+
+def _checked_target_class(value: object, dataset: str, images: Tensor) -> int | None:
+    """The test spec's ``target_class`` when otmap's digits classifier can score outputs
+    like ``images`` (of ``dataset``), else an InputError saying what to configure."""
+    if value is None:
+        return None
+    if dataset != "digits":
+        raise InputError(
+            f"test.target_class is scored by otmap's digits classifier (dataset: digits), and "
+            f"otmap has no classifier for {dataset} images: remove target_class from the test "
+            "spec (the other test metrics need no classifier)")
+    size = images.shape[-1]
+    if size not in DIGITS_CLASSIFIER_SIZES:
+        raise InputError(
+            f"test.target_class: the test images are {size}x{size}, but otmap's digits "
+            "classifier is trained at size 8, 16 or 32: use one of these sizes in the source, "
+            "target and test specs, or remove target_class from the test spec")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
+        raise InputError(f"test.target_class must be a digit 0..9, got {value!r}")
+    return value

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from types import ModuleType
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
 from otmap.errors import InputError
+from otmap.utils.checks import check_positive, check_positive_int
 
 __all__ = [
     "cos",
@@ -84,12 +85,8 @@ def _variance_value(target_variance: float | Tensor) -> float:
         value = float(total_variance(target_variance))
     else:
         value = float(target_variance)
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(
-            f"target_variance must be a positive finite number, got {value}; pass the target "
-            "samples or total_variance(target_samples)."
-        )
-    return value
+    return check_positive("target_variance", value,
+                          fix="pass the target samples or total_variance(target_samples)")
 
 
 def l2_uvp(predicted: Tensor, truth: Tensor, target_variance: float | Tensor) -> float:
@@ -156,8 +153,7 @@ def sliced_w2(
     xa = _flat("a", a)
     xb = _flat("b", b)
     _same_width("a and b", xa, xb)
-    if not isinstance(n_projections, int) or n_projections < 1:
-        raise InputError(f"n_projections must be a positive int, got {n_projections!r}.")
+    n_projections = check_positive_int("n_projections", n_projections)
     dtype = torch.promote_types(xa.dtype, xb.dtype)
     device = xa.device if generator is None else generator.device
     theta = torch.randn(n_projections, xa.shape[1], generator=generator, device=device)
@@ -230,6 +226,20 @@ def _weights(name: str, weights: Tensor | np.ndarray | None, n: int) -> np.ndarr
     return (w / w.sum()).numpy()
 
 
+def _pot() -> ModuleType:
+    """POT (Python Optimal Transport), imported on first use: it takes seconds to import and
+    only the exact-OT metrics need it (``pip install 'otmap[exact]'``)."""
+    try:
+        import ot
+    except ImportError as err:
+        raise InputError(
+            "exact_ot_cost and exact_ot_assignment need POT (Python Optimal Transport): pip "
+            "install 'otmap[exact]' (or pip install pot); sliced_w2 and energy_distance compare "
+            "samples without it."
+        ) from err
+    return ot
+
+
 def _cost_matrix(a: Tensor, b: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate a [n, d], b [m, d]; return them as float64 arrays with M_ij = 1/2|a_i - b_j|^2."""
     xa = _flat("a", a)
@@ -243,7 +253,7 @@ def _cost_matrix(a: Tensor, b: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarr
             stacklevel=3,
         )
     na, nb = _numpy(xa), _numpy(xb)
-    return na, nb, 0.5 * ot.dist(na, nb, metric="sqeuclidean")
+    return na, nb, 0.5 * _pot().dist(na, nb, metric="sqeuclidean")
 
 
 def exact_ot_cost(
@@ -259,7 +269,7 @@ def exact_ot_cost(
     na, nb, cost = _cost_matrix(a, b)
     wa = _weights("a_weights", a_weights, na.shape[0])
     wb = _weights("b_weights", b_weights, nb.shape[0])
-    return float(ot.emd2(wa, wb, cost, numItermax=_EMD_MAX_ITER))
+    return float(_pot().emd2(wa, wb, cost, numItermax=_EMD_MAX_ITER))
 
 
 def exact_ot_assignment(a: Tensor, b: Tensor) -> Tensor:
@@ -272,5 +282,5 @@ def exact_ot_assignment(a: Tensor, b: Tensor) -> Tensor:
             f"{nb.shape[0]}; use exact_ot_cost for unequal sizes."
         )
     uniform = np.full(na.shape[0], 1.0 / na.shape[0])
-    plan = ot.emd(uniform, uniform, cost, numItermax=_EMD_MAX_ITER)
+    plan = _pot().emd(uniform, uniform, cost, numItermax=_EMD_MAX_ITER)
     return torch.as_tensor(plan.argmax(axis=1), dtype=torch.long, device=a.device)

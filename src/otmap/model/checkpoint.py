@@ -6,15 +6,20 @@ Layout::
      "model": {"map": spec-or-module, "embedding": spec-or-module, "cost": dict,
                "source_shape": [...], "target_shape": [...],
                "map_state": state_dict (the map used for evaluation: EMA when present),
+               "potential": spec | None, "potential_state": state_dict | None,
                "noise": dict | None},
      "training": NeuralOT.training_state() + {"rollbacks": int} | None,
      "rng": {"torch": ByteTensor, "cuda": [...]} | None,
      "config": dict,
      "best": {"step", "metric", "value", "fidelity", "potential"}}   (best.pt only)
 
-A run folder's ``checkpoints/`` holds ``last.pt`` (every checkpoint write), ``best.pt`` (the
-evaluation with the best ``train.best_metric``; no training state) and, with
-``train.keep_checkpoints=K``, the last K numbered copies ``step-00001000.pt``.
+A model file (``result.save``) is the model only: ``"training"`` is None and there is no
+``"rng"`` (model files of older otmap versions hold a training state, which
+:func:`otmap.load` keeps in ``result.training``). A run folder's ``checkpoints/`` holds
+``last.pt`` (every checkpoint write: the model plus the training state and RNG states that
+resume the run exactly), ``best.pt`` (the evaluation with the best ``train.best_metric``; no
+training state) and, with ``train.keep_checkpoints=K``, the last K numbered copies
+``step-00001000.pt``.
 
 Networks built from a spec (:func:`otmap.nets.build_net`) are stored as their spec and rebuilt
 on load; other modules are pickled whole, and loading those needs ``trusted=True``.

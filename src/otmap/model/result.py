@@ -13,6 +13,7 @@ from otmap._version import __version__
 from otmap.core.costs import COSTS, Cost, build_cost
 from otmap.core.embeddings import build_embedding
 from otmap.core.maps import DeterministicMap, StochasticMap, TransportMap
+from otmap.data.specs import sampler_from_spec
 from otmap.errors import CheckpointError, InputError
 from otmap.model.checkpoint import FORMAT, VERSION, atomic_save, module_record, read_checkpoint
 from otmap.nets import build_net
@@ -45,16 +46,16 @@ class TransportResult:
         return next(self.map.parameters()).device
 
     def to(self, device: str | torch.device) -> TransportResult:
-        self.map.to(device)
-        if self.potential is not None:
-            self.potential.to(device)
+        """Move everything the result computes with (the map, the potential, the embedding and
+        a cost that is an ``nn.Module``) to ``device``; returns the result itself."""
+        for module in (self.map, self.potential, self.embedding, self.cost):
+            if isinstance(module, nn.Module):
+                module.to(device)
         return self
 
     def sample(self, n: int) -> Tensor:
         """``T(x)`` for ``n`` fresh source samples (e.g. images from noise), when the source is
         a built-in distribution recorded in the config (``{"toy": ...}``)."""
-        from otmap.data.specs import sampler_from_spec
-
         spec = self.config.get("source")
         if not (isinstance(spec, dict) and "toy" in spec):
             raise InputError("sample(n) needs a built-in source distribution (a toy spec such "
@@ -125,7 +126,10 @@ class TransportResult:
         return torch.cat(outputs)
 
     def checkpoint(self) -> dict:
-        """The checkpoint dict (see :mod:`otmap.model.checkpoint`)."""
+        """The model file's dict (see :mod:`otmap.model.checkpoint`): the map, the potential
+        when it was built from a spec, the embedding, the cost, the shapes, the config and the
+        versions; ``"training"`` is None (a run's ``checkpoints/last.pt`` adds the training
+        state: optimisers, EMA, step, RNG states)."""
         noise = ({"noise_dim": self.map.noise_dim, "noise_std": self.map.noise_std,
                   "inject": self.map.inject} if isinstance(self.map, StochasticMap) else None)
         return {
@@ -143,12 +147,13 @@ class TransportResult:
                 "source_shape": list(self.source_shape),
                 "target_shape": list(self.target_shape),
             },
-            "training": self.training,
+            "training": None,
             "config": self.config,
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write a checkpoint file (atomically) that :func:`otmap.load` reads back."""
+        """Write the model file (atomically) that :func:`otmap.load` reads back: the model
+        without training state (resume a run from its folder, ``checkpoints/last.pt``)."""
         return atomic_save(self.checkpoint(), path)
 
     def __repr__(self) -> str:
