@@ -1,14 +1,21 @@
-"""Image generation end to end on CPU: recipes build and step, sample, eval --fid."""
+"""Image generation end to end on CPU: recipes build and step, sample, eval --fid; the held-out
+evaluator against samples whose answer is known (real held-out digits, a constant image)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
 
 from otmap import load
 from otmap.cli import main
+from otmap.data.images import load_digits
+from otmap.data.specs import part_indices
+from otmap.experiments.generation import evaluate_generator
+from otmap.metrics.features import DigitsFeatures
 
 TINY = ["train.batch_size=4", "train.eval_samples=16", "train.log_every=1", "train.eval_every=2",
         "train.checkpoint_every=2", "train.steps=2", "--quiet"]
@@ -40,8 +47,16 @@ def test_missing_dataset_names_the_expected_files(tmp_path, capsys, monkeypatch)
     assert "train-images-idx3-ubyte" in err and "data/mnist" in err
 
 
-def test_digits_generate_train_sample_eval(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("OTMAP_CACHE", str(tmp_path / "cache"))
+@pytest.fixture(scope="module")
+def digits_cache(tmp_path_factory):
+    """A cache folder holding the digits classifier (trained once for the module)."""
+    folder = tmp_path_factory.mktemp("cache")
+    DigitsFeatures.load_or_train(cache_dir=folder, size=16)
+    return folder
+
+
+def test_digits_generate_train_sample_eval(tmp_path, capsys, monkeypatch, digits_cache):
+    monkeypatch.setenv("OTMAP_CACHE", str(digits_cache))
     run = tmp_path / "run"
     assert main(["train", "digits-generate", *TINY, "--out", str(run)]) == 0
     assert (run / "plots" / "samples.png").read_bytes()[:4] == b"\x89PNG"
@@ -54,4 +69,117 @@ def test_digits_generate_train_sample_eval(tmp_path, capsys, monkeypatch):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_reference"] == 360  # the 20 % of digits training never saw
     assert summary["fid"] > summary["fid_real_halves"] > 0  # 2 steps: far from the data
-    assert 0 <= summary["classes_covered"] <= 10 and sum(summary["class_counts"]) == 200
+    assert sum(summary["class_counts"]) == 200 and len(summary["class_counts"]) == 10
+    assert summary["classes_covered"] == sum(c > 0 for c in summary["class_counts"])
+    assert summary["fid_ratio"] == pytest.approx(summary["fid"] / summary["fid_real_halves"])
+
+
+# ------------------------------------------------ the evaluator on samples of known answer
+
+#: the target spec of digits-generate: training saw part [0, 0.8], the evaluator holds out the rest
+TARGET = {"dataset": "digits", "size": 16, "part": [0.0, 0.8]}
+
+
+class FixedSamples:
+    """A stand-in for a trained generator whose samples are given images."""
+
+    config = {"target": TARGET}
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def sample(self, n: int) -> torch.Tensor:
+        assert n == len(self.images)
+        return self.images.clone()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """All 1797 digits at 16x16 with labels, and the indices of the held-out 20 %."""
+    x, y = load_digits(size=16)
+    return x, y, part_indices(len(x), (0.8, 1.0)), part_indices(len(x), (0.0, 0.8))
+
+
+def _evaluate(images, cache):
+    return evaluate_generator(FixedSamples(images), n=len(images), cache_dir=cache)
+
+
+def _features(images, cache) -> np.ndarray:
+    extractor = DigitsFeatures.load_or_train(cache_dir=cache, size=16).eval()
+    with torch.no_grad():
+        return extractor(images).double().numpy()
+
+
+def _frechet(a: np.ndarray, b: np.ndarray) -> float:
+    """FID by the textbook formula with scipy's general matrix square root (not otmap's
+    eigendecomposition route)."""
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    cross = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * cross))
+
+
+def test_the_held_out_digits_themselves_score_zero_and_cover_every_class(digits, digits_cache):
+    x, y, held_out, _ = digits
+    out = _evaluate(x[held_out], digits_cache)
+    assert out["n_reference"] == len(held_out) == 360
+    assert out["fid"] == pytest.approx(0, abs=1e-6)  # the same set as the reference
+    assert out["fid_ratio"] < 1e-6
+    assert out["classes_covered"] == 10
+    # a 99 % accurate classifier: the counts are the labels' hand count up to a few mistakes
+    truth = torch.bincount(y[held_out], minlength=10)
+    assert int((torch.tensor(out["class_counts"]) - truth).abs().sum()) <= 2 * 4
+    # the yardstick: FID of two disjoint halves of all digits, as an own split gives it
+    generator = torch.Generator().manual_seed(1)
+    features = _features(x, digits_cache)
+    own = []
+    for _ in range(5):
+        order = torch.randperm(len(x), generator=generator).numpy()
+        own.append(_frechet(features[order[: len(x) // 2]], features[order[len(x) // 2:]]))
+    assert 0.5 * np.median(own) < out["fid_real_halves"] < 2 * np.median(own)
+
+
+def test_held_out_digits_of_three_classes_cover_three(digits, digits_cache):
+    x, y, held_out, _ = digits
+    chosen = held_out[torch.isin(y[held_out], torch.tensor([0, 3, 6]))]
+    out = _evaluate(x[chosen], digits_cache)
+    assert out["classes_covered"] == 3
+    assert out["class_counts"] == torch.bincount(y[chosen], minlength=10).tolist()
+    expected = _frechet(_features(x[chosen], digits_cache), _features(x[held_out], digits_cache))
+    assert out["fid"] == pytest.approx(expected, rel=1e-4)
+    assert out["fid_ratio"] > 10  # three classes of ten are far from the data
+
+
+def test_real_digits_training_saw_score_near_the_yardstick(digits, digits_cache):
+    """360 real digits of the training part against the 360 held-out ones: the FID of two
+    real sets (a few times the halves' at this smaller sample size), every class covered."""
+    x, y, held_out, seen = digits
+    samples = x[seen[:360]]
+    out = _evaluate(samples, digits_cache)
+    expected = _frechet(_features(samples, digits_cache), _features(x[held_out], digits_cache))
+    assert out["fid"] == pytest.approx(expected, rel=1e-4)
+    assert 0.5 < out["fid_ratio"] < 5
+    assert out["classes_covered"] == 10
+
+
+def test_a_map_with_one_constant_image_covers_one_class(digits, digits_cache):
+    x, y, held_out, _ = digits
+    image = x[held_out[:1]]
+    out = _evaluate(image.repeat(100, 1, 1, 1), digits_cache)
+    assert out["classes_covered"] == 1
+    assert out["class_counts"][int(y[held_out[0]])] == 100
+    # zero sample covariance: FID = |f(image) - mu_ref|^2 + tr(S_ref) exactly
+    f, ref = _features(image, digits_cache)[0], _features(x[held_out], digits_cache)
+    closed = ((f - ref.mean(0)) ** 2).sum() + np.trace(np.cov(ref, rowvar=False))
+    assert out["fid"] == pytest.approx(closed, rel=1e-5)
+    assert out["fid_ratio"] > 100
+
+
+def test_samples_are_clamped_to_the_image_range(digits, digits_cache):
+    """The evaluator scores clamp(samples, -1, 1): samples 3x too bright score as their
+    clamped version does."""
+    x, _, held_out, seen = digits
+    samples = 3 * x[seen[:200]]
+    out = _evaluate(samples, digits_cache)
+    expected = _frechet(_features(samples.clamp(-1, 1), digits_cache),
+                        _features(x[held_out], digits_cache))
+    assert out["fid"] == pytest.approx(expected, rel=1e-4)

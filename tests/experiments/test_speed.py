@@ -1,5 +1,6 @@
-"""``otmap bench speed``: both loops run and train the same networks on the same batches, and the
-JSON result names each measured case's ratio."""
+"""``otmap bench speed``: both loops run and train the same networks on the same batches, the
+reported steps per second are the timed steps over the time they took (warmup excluded), peak
+memory is the process's, and the JSON result names each measured case's ratio."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
+import time
+import types
+from pathlib import Path
 
 import pytest
+import torch
 
+from otmap.core.solver import NeuralOT
 from otmap.errors import InputError
 from otmap.experiments import speed
 
@@ -25,11 +32,102 @@ def toy_config():
 def test_each_loop_measures_the_toy_case_in_process(toy_config, measure):
     result = measure(toy_config, 3, 1)
     assert (result["steps"], result["warmup"]) == (3, 1)
-    assert result["steps_per_s"] > 0
-    assert result["steps_per_s"] * result["seconds"] == pytest.approx(3, rel=0.02)
     assert result["memory"] == "process_max_rss"
     assert 0 < result["peak_mib"] < math.inf
     assert math.isfinite(result["loss_map"]) and math.isfinite(result["loss_potential"])
+
+
+class FakeClock:
+    """A ``perf_counter`` that moves only by :meth:`tick`: the time a harness measures is then a
+    hand count of the ticks between its two readings."""
+
+    def __init__(self, dt: float) -> None:
+        self.now, self.dt, self.ticks = 1000.0, dt, 0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def tick(self) -> None:
+        self.now += self.dt
+        self.ticks += 1
+
+
+def _fake_clock(monkeypatch, dt: float) -> FakeClock:
+    clock = FakeClock(dt)
+    monkeypatch.setattr(speed, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    return clock
+
+
+def test_ours_reports_timed_steps_over_their_time(toy_config, monkeypatch):
+    """Each train_step costs 0.25 s of fake time: 4 timed steps after 2 warmup steps take
+    exactly 1 s, 4 steps/s. Timing the warmup too would give 1.5 s, timing 3 steps 0.75 s."""
+    clock = _fake_clock(monkeypatch, 0.25)
+    original = NeuralOT.train_step
+
+    def train_step(solver, *args, **kwargs):
+        clock.tick()
+        return original(solver, *args, **kwargs)
+
+    monkeypatch.setattr(NeuralOT, "train_step", train_step)
+    result = speed.measure_ours(toy_config, 4, 2)
+    assert clock.ticks == 6
+    assert result["seconds"] == pytest.approx(1.0)
+    assert result["steps_per_s"] == pytest.approx(4.0)
+
+
+def test_plain_reports_timed_steps_over_their_time(toy_config, monkeypatch):
+    """The plain loop draws one target batch per step; each draw costs 0.5 s of fake time
+    (also those of the setup and the warmup, which must not be timed): 3 timed steps take
+    1.5 s, 2 steps/s."""
+    clock = _fake_clock(monkeypatch, 0.5)
+    source, target = speed._samplers(toy_config)
+
+    class TickingTarget:
+        shape = target.shape
+
+        def sample(self, n):
+            clock.tick()
+            return target.sample(n)
+
+    monkeypatch.setattr(speed, "_samplers", lambda config: (source, TickingTarget()))
+    result = speed.measure_plain(toy_config, 3, 2)
+    assert result["logged"] == 5
+    assert clock.ticks >= 5  # the setup may draw a few more before the loop
+    assert result["seconds"] == pytest.approx(1.5)
+    assert result["steps_per_s"] == pytest.approx(2.0)
+
+
+def test_ours_steps_per_second_in_real_time(toy_config, monkeypatch):
+    """A train_step that only sleeps 20 ms: the real clock must give at most 50 steps/s (sleep
+    never returns early) and not far less (the loop adds next to nothing)."""
+    stats = {"loss_map": torch.tensor(1.0), "loss_potential": torch.tensor(2.0)}
+
+    def train_step(solver, *args, **kwargs):
+        time.sleep(0.02)
+        return stats
+
+    monkeypatch.setattr(NeuralOT, "train_step", train_step)
+    result = speed.measure_ours(toy_config, 8, 1)
+    assert 0.5 / 0.02 < result["steps_per_s"] <= 1 / 0.02
+    assert (result["loss_map"], result["loss_potential"]) == (1.0, 2.0)
+    assert result["map_change"] == result["potential_change"] == 0  # nothing was trained
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_cpu_peak_memory_is_the_process_high_water_mark(toy_config):
+    """On a CPU peak_mib is the process's peak resident set: the kernel's own count (VmHWM)
+    bounds it from both sides (a unit slip of KiB vs bytes would be 1024x off)."""
+    before = _status_mib("VmHWM")
+    result = speed.measure_plain(toy_config, 1, 0)
+    after = _status_mib("VmHWM")
+    assert before - 1 <= result["peak_mib"] <= after + 1
 
 
 def test_plain_loop_trains_both_networks_and_logs_every_step(toy_config):

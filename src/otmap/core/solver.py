@@ -4,9 +4,9 @@ With source samples x, target samples y, noise z, an embedding Q, a map T and a 
 
     L(f, T) = E_y f(y) + E_x [ C(Q(x), T(x, .)#S) - E_z f(T(x, z)) ],    sup_f inf_T L(f, T).
 
-* map step (``k_map`` per potential step): minimise
+* map update (``k_map`` per potential update): minimise
   ``E_x[C_hat(Q(x), {T(x, z_k)}) - mean_k f(T(x, z_k))]``;
-* potential step: minimise ``E_x f(T(x, z)) - E_y f(y)`` (plus regularisers).
+* potential update: minimise ``E_x f(T(x, z)) - E_y f(y)`` (plus regularisers).
 
 A deterministic map is the case ``K = 1`` without z.
 """

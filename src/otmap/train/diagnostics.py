@@ -10,7 +10,7 @@ FAKE_SOLUTION_ADVICE = (
     "the pushforward's fidelity keeps swinging instead of settling: the saddle-point "
     "optimisation is likely cycling between fake solutions (Korotin et al., KNOT). Remedies: "
     "use the kernel cost (cost=WeakKernel, kernel='distance'), lower gamma (or ramp it "
-    "with a schedule), or raise k_map (more map steps per potential step)"
+    "with a schedule), or raise k_map (more map updates per potential update)"
 )
 
 

@@ -1,0 +1,209 @@
+"""The training diagnostics on sequences they were not tuned on.
+
+:class:`OscillationDetector` was tuned on four fidelity sequences (tests/core/test_weak.py) and
+:class:`DivergenceMonitor` on two (tests/train/test_quality.py). Here both see sequences built
+from first principles, with the verdict a working detector owes each (the detector's own rule
+is not used to pick them), and fidelity sequences of real runs made after the tuning. Where
+the verdict differs, the test is an ``xfail(strict=True)`` naming the miss or false alarm: the
+thresholds are not changed to fit these sequences.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from otmap.train.diagnostics import DivergenceMonitor, OscillationDetector
+
+
+def oscillation_fires(values: list[float]) -> list[int]:
+    """Indices at which a fresh detector reports oscillation."""
+    detector = OscillationDetector()
+    fired = [i for i, v in enumerate(values) if detector.update(v)]
+    assert detector.fired is bool(fired)
+    return fired
+
+
+def divergence_fires(values: list[float]) -> list[int]:
+    """Indices at which a fresh monitor reports divergence (evaluations every 100 steps)."""
+    monitor = DivergenceMonitor()
+    return [i for i, v in enumerate(values) if monitor.update(100 * i, v)]
+
+
+def swing(period: int, centre: float, factor: float, n: int = 24) -> list[float]:
+    """A persistent oscillation of the fidelity between ``centre / sqrt(factor)`` and
+    ``centre * sqrt(factor)`` (geometric), with ``period`` evaluations per cycle (phase 0.3:
+    no two successive evaluations equal)."""
+    half = math.log(factor) / 2
+    return [centre * math.exp(half * math.cos(2 * math.pi * i / period + 0.3))
+            for i in range(n)]
+
+
+# ------------------------------------------------------------------ persistent oscillations
+
+def test_a_fast_persistent_swing_far_above_the_floor_fires():
+    # fidelity ~11 <-> ~55, alternating: no fit settles like this; it fires from the first
+    # full window (6 evaluations) on, at every evaluation
+    values = swing(2, centre=25, factor=6)
+    assert oscillation_fires(values) == list(range(5, len(values)))
+    # a 3-cycle of the same range: fires from the first full window, and keeps firing
+    fired = oscillation_fires(swing(3, centre=25, factor=6))
+    assert fired[0] == 5 and all(b - a <= 2 for a, b in zip(fired[:-1], fired[1:]))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "miss: a swing of 10x far above the floor is flagged only when at least half of the "
+    "successive differences in the 6-evaluation window flip sign, i.e. only for cycles of "
+    "2-3 evaluations; a cycle of 4-8 evaluations never fires"))
+@pytest.mark.parametrize("period", [4, 5, 6, 8])
+def test_a_slower_persistent_swing_far_above_the_floor_fires(period):
+    values = swing(period, centre=25, factor=10, n=32)
+    assert oscillation_fires(values)
+
+
+def test_a_persistent_swing_below_the_level_or_range_is_not_a_fake_solution():
+    # near the floor (1 = as good as a second target sample): sampling noise, not cycling
+    assert oscillation_fires(swing(2, centre=2.5, factor=6)) == []
+    # far above the floor but only 2x up and down: a plateau with noise
+    assert oscillation_fires(swing(2, centre=40, factor=2)) == []
+
+
+# ------------------------------------------------------------------------------- converging
+
+def test_monotone_decay_and_slow_noisy_decay_are_silent():
+    assert oscillation_fires([100 * 0.7**i + 1 for i in range(30)]) == []
+    for seed in range(100):  # 40 -> 2 over 40 evaluations with 5 % noise
+        rng = random.Random(seed)
+        values = [(2 + 38 * math.exp(-i / 12)) * math.exp(rng.gauss(0, 0.05))
+                  for i in range(40)]
+        assert oscillation_fires(values) == [], seed
+        assert divergence_fires(values) == [], seed
+
+
+def _converging(seed: int, noise) -> list[float]:
+    """From 4x the floor (1) down to it over 40 evaluations, times seeded noise ``noise(rng)``."""
+    rng = random.Random(seed)
+    return [(1 + 3 * math.exp(-i / 4)) * noise(rng) for i in range(40)]
+
+
+def test_noisy_convergence_around_a_low_floor_is_silent():
+    for seed in range(200):  # 20 % (log-normal) noise throughout
+        values = _converging(seed, lambda rng: math.exp(rng.gauss(0, 0.2)))
+        assert oscillation_fires(values) == [], seed
+    # noise within +-25 %, the documented "0.1-0.3 near 1": on a non-increasing trend any
+    # value is at most 1.25 / 0.75 = 1.67 < 2 times the best, so divergence cannot fire
+    for seed in range(200):
+        values = _converging(seed, lambda rng: 1 + rng.uniform(-0.25, 0.25))
+        assert divergence_fires(values) == [], seed
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "false alarm: with 15 % log-normal noise around the floor the divergence monitor fires "
+    "on 4 of these 200 seeded 40-evaluation runs (about 16 % of runs at 20 % noise): a lucky "
+    "low draw becomes the best, and three rises in a row back up to the floor exceed twice it"))
+def test_noisy_convergence_with_unbounded_noise_does_not_look_like_divergence():
+    fired = [seed for seed in range(200)
+             if divergence_fires(_converging(seed, lambda rng: math.exp(rng.gauss(0, 0.15))))]
+    assert fired == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "false alarm: a noisy convergence from 20x the floor (20 % noise) fires on 28 of these "
+    "100 seeds: the trend spans the 3x range within a window and the noise supplies the sign "
+    "flips"))
+def test_noisy_convergence_from_far_above_the_floor_is_silent():
+    fired = 0
+    for seed in range(100):
+        rng = random.Random(seed)
+        values = [(1 + 20 * math.exp(-i / 4)) * math.exp(rng.gauss(0, 0.2)) for i in range(40)]
+        fired += bool(oscillation_fires(values))
+    assert fired == 0
+
+
+def test_a_damped_oscillation_is_silent_once_it_has_settled():
+    """A swing about the floor that halves each evaluation: whatever the first windows say,
+    the detector must fall silent once the swing is gone."""
+    detector = OscillationDetector()
+    values = [1.5 + 20 * 0.5**i * (1 + 0.6 * (-1) ** i) for i in range(20)]
+    verdicts = [detector.update(v) for v in values]
+    assert not any(verdicts[10:])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "false alarm: a damped oscillation that settles (fidelity 33.5, 5.5, 9.5, 2.5, 3.5, "
+    "1.75, ... -> 1.5) fires on its first windows, and fired stays set for the run: the "
+    "detector does not check that the swing persists through the window"))
+def test_a_damped_oscillation_that_settles_never_fires():
+    values = [1.5 + 20 * 0.5**i * (1 + 0.6 * (-1) ** i) for i in range(20)]
+    assert oscillation_fires(values) == []
+
+
+# ---------------------------------------------------------------------------------- rising
+
+def test_a_monotone_rise_is_divergence_not_oscillation():
+    rise = [1.5**i for i in range(12)]
+    assert oscillation_fires(rise) == []
+    # hand count: three rises in a row from index 3 on, and 1.5^3 = 3.4 > 2 x the best (1)
+    assert divergence_fires(rise) == list(range(3, 12))
+
+
+def test_a_sustained_rise_after_convergence_fires_when_twice_the_best():
+    settled = [10.0, 4.0, 2.0, 1.2, 1.0]
+    values = settled + [1.1**k for k in range(1, 16)]
+    # first k with 1.1^k > 2 (and 1.1^k - 1 > 0.5) is k = 8 (1.1^7 = 1.95, 1.1^8 = 2.14)
+    assert divergence_fires(values)[0] == len(settled) - 1 + 8
+    assert oscillation_fires(values) == []
+
+
+def test_a_noisy_sustained_rise_fires_and_a_single_spike_does_not():
+    for seed in range(50):
+        rng = random.Random(seed)
+        values = [1.3**i * math.exp(rng.gauss(0, 0.05)) for i in range(15)]
+        assert divergence_fires(values), seed
+    assert divergence_fires([2.0, 1.2, 1.0, 1.0, 9.0, 1.0, 1.1, 1.0, 0.9]) == []
+
+
+# ------------------------------------------------- fidelity of real runs (made after tuning)
+
+#: fidelity at each evaluation (every 250 steps, 3000 steps) of ``otmap train
+#: not-toy-moons-square cost.name=C cost.gamma=1 map.residual=R`` (metrics.jsonl)
+REAL_RUNS = {
+    "weak-quadratic-residual": [36.99, 94.38, 246.51, 23.03, 92.72, 79.28, 22.88, 6.0, 31.32,
+                                11.83, 25.76, 28.94],
+    "weak-quadratic-plain": [42.11, 95.14, 35.53, 22.12, 40.57, 99.12, 44.97, 21.53, 7.8, 7.2,
+                             8.71, 6.43],
+    "kernel-residual": [13.89, 6.83, 6.52, 4.28, 7.13, 6.23, 4.9, 5.07, 1.28, 3.5, 2.85, 3.66],
+    "kernel-plain": [4.61, 3.36, 9.22, 4.89, 5.28, 3.2, 4.86, 5.93, 1.5, 3.8, 3.38, 3.27],
+}
+#: converging runs: the gaussian-8blobs quick start, W2 benchmark pairs (D = 4, D = 64), the
+#: Brenier pair (D = 16) and a profiling run
+CONVERGING_RUNS = [
+    [6.31, 2.84, 5.29, 6.83, 2.7, 2.71],
+    [10.58, 4.78, 2.6, 1.51, 2.09, 2.08],
+    [20.33, 22.7, 7.77, 3.4, 1.76, 1.21],
+    [21.15, 3.72, 3.44, 3.45, 2.04, 0.77],
+    [24.43, 23.93, 23.3, 22.65, 21.88, 20.94],
+]
+
+
+def test_real_runs_weak_quadratic_fires_kernel_cost_does_not():
+    assert oscillation_fires(REAL_RUNS["weak-quadratic-residual"])
+    assert oscillation_fires(REAL_RUNS["kernel-residual"]) == []
+    assert oscillation_fires(REAL_RUNS["kernel-plain"]) == []
+    for values in REAL_RUNS.values():  # swinging, not drifting away
+        assert divergence_fires(values) == []
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "miss: the weak quadratic run without the residual map swings 22 -> 99 -> 22 twice "
+    "(cycles of about 5 evaluations) but never fires; same cause as the slower-swing miss"))
+def test_real_run_weak_quadratic_without_residual_fires():
+    assert oscillation_fires(REAL_RUNS["weak-quadratic-plain"])
+
+
+@pytest.mark.parametrize("values", CONVERGING_RUNS)
+def test_real_converging_runs_are_silent(values):
+    assert oscillation_fires(values) == []
+    assert divergence_fires(values) == []
