@@ -10,7 +10,7 @@ from otmap.benchmarks.gaussian import (
     GaussianPair,
     GaussianSampler,
     PushforwardSampler,
-    Sampler,
+    VectorDistribution,
     gaussian_ot_map,
 )
 from otmap.benchmarks.w2b import W2BenchmarkPair
@@ -23,7 +23,7 @@ __all__ = [
     "GaussianPair",
     "GaussianSampler",
     "PushforwardSampler",
-    "Sampler",
+    "VectorDistribution",
     "W2BenchmarkPair",
     "gaussian_ot_map",
 ]

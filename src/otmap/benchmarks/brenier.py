@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from otmap.benchmarks.gaussian import (
     BenchmarkPair,
     PushforwardSampler,
-    Sampler,
+    VectorDistribution,
     _check_dim,
     _check_n,
     random_spd,
@@ -35,7 +35,7 @@ SMOOTHING = 0.25
 VARIANCE_SAMPLES = 2**14
 
 
-class GaussianMixtureSampler(Sampler):
+class GaussianMixtureSampler(VectorDistribution):
     """Mixture sum_k w_k N(mean_k, cov_k): means [K, d], covs [K, d, d], weights [K]."""
 
     def __init__(self, means: Tensor, covs: Tensor, weights: Tensor) -> None:

@@ -23,7 +23,7 @@ __all__ = [
     "GaussianPair",
     "GaussianSampler",
     "PushforwardSampler",
-    "Sampler",
+    "VectorDistribution",
     "gaussian_ot_map",
 ]
 
@@ -101,8 +101,9 @@ def random_spd(dim: int, low: float, high: float, generator: torch.Generator) ->
     return (q * eigenvalues) @ q.T
 
 
-class Sampler(abc.ABC):
-    """A distribution on R^dim that draws float32 samples [n, dim]."""
+class VectorDistribution(abc.ABC):
+    """A distribution on R^dim that draws float32 samples [n, dim] (an
+    :class:`otmap.data.Sampler`, with a ``generator`` option and its dimension)."""
 
     def __init__(self, dim: int) -> None:
         self.dim = _check_dim(dim)
@@ -113,7 +114,7 @@ class Sampler(abc.ABC):
         """Draw [n, dim] float32 samples (torch global RNG unless ``generator`` is given)."""
 
 
-class GaussianSampler(Sampler):
+class GaussianSampler(VectorDistribution):
     """N(mean, cov): x = mean + z @ L.T with z ~ N(0, I) and L the Cholesky factor of cov."""
 
     def __init__(self, mean: Tensor, cov: Tensor) -> None:
@@ -126,10 +127,10 @@ class GaussianSampler(Sampler):
         return self.mean + z @ self.chol.T
 
 
-class PushforwardSampler(Sampler):
+class PushforwardSampler(VectorDistribution):
     """T#mu: samples ``map_fn(base.sample(n))`` of fresh base samples."""
 
-    def __init__(self, base: Sampler, map_fn: MapFn) -> None:
+    def __init__(self, base: VectorDistribution, map_fn: MapFn) -> None:
         super().__init__(base.dim)
         self.base = base
         self.map_fn = map_fn
@@ -198,8 +199,8 @@ class BenchmarkPair(abc.ABC):
     ``source_variance`` = Var(mu), the inverse direction's.
     """
 
-    def __init__(self, source: Sampler, target: Sampler, target_variance: float,
-                 source_variance: float | None = None) -> None:
+    def __init__(self, source: VectorDistribution, target: VectorDistribution,
+                 target_variance: float, source_variance: float | None = None) -> None:
         self.source = source
         self.target = target
         self.dim = source.dim

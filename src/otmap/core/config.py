@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otmap.errors import InputError
-from otmap.utils.checks import check_number
+from otmap.utils.checks import check_bool, check_number, check_positive_int
 
 
 @dataclass
@@ -44,7 +44,7 @@ class SolverConfig:
         for name in ("steps", "k_map", "num_samples"):
             value = getattr(self, name)
             if value is not None or name == "steps":
-                positive_int(name, value)
+                check_positive_int(f"train.{name}", value)
         self.betas = _betas(self.betas)
         for name in ("lr_map", "lr_potential"):
             setattr(self, name, check_number(name, getattr(self, name),
@@ -62,21 +62,7 @@ class SolverConfig:
             self.ema_decay = check_number("ema_decay", self.ema_decay,
                                           "a number in (0, 1) such as 0.999, or None for no EMA",
                                           lambda v: 0 < v < 1)
-        boolean("potential_all_samples", self.potential_all_samples)
-
-
-def positive_int(name: str, value: Any) -> int:
-    """``train.<name>`` as a positive integer, else :class:`InputError`."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"train.{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def boolean(name: str, value: Any) -> bool:
-    """``train.<name>`` as true/false, else :class:`InputError`."""
-    if not isinstance(value, bool):
-        raise InputError(f"train.{name} must be true or false, got {value!r}")
-    return value
+        check_bool("train.potential_all_samples", self.potential_all_samples)
 
 
 def _betas(value: Any) -> tuple[float, float]:

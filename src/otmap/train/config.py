@@ -10,10 +10,16 @@ from typing import Any
 
 import torch
 
-from otmap.core.config import SolverConfig, boolean, positive_int
+from otmap.core.config import SolverConfig
 from otmap.errors import InputError
 from otmap.train.loggers import check_logger_names
-from otmap.utils.checks import check_keys, check_number
+from otmap.utils.checks import (
+    check_bool,
+    check_int,
+    check_keys,
+    check_number,
+    check_positive_int,
+)
 
 
 @dataclass
@@ -62,14 +68,14 @@ class TrainConfig(SolverConfig):
         _check_recovery_options(self)
         for name in ("batch_size", "log_every", "eval_every", "checkpoint_every",
                      "eval_samples", "plot_every"):
-            positive_int(name, getattr(self, name))
+            check_positive_int(f"train.{name}", getattr(self, name))
         if self.batch_size < 2:
             raise InputError("train.batch_size must be at least 2")
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or not (
                 0 <= self.seed < 2**63):
             raise InputError(f"train.seed must be an integer in [0, 2**63), got {self.seed!r}")
         self.seed = int(self.seed)
-        boolean("compile", self.compile)
+        check_bool("train.compile", self.compile)
         _check_device(self.device)
         self.loggers = check_logger_names(self.loggers)
 
@@ -132,9 +138,7 @@ def _check_recovery_options(config: TrainConfig) -> None:
         raise InputError(f"train.on_divergence must be one of {list(ON_DIVERGENCE)}, got "
                          f"{config.on_divergence!r}")
     for name in ("max_rollbacks", "keep_checkpoints"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InputError(f"train.{name} must be an integer >= 0, got {value!r}")
+        check_int(f"train.{name}", getattr(config, name), 0)
     config.rollback_lr_factor = check_number(
         "rollback_lr_factor", config.rollback_lr_factor,
         "a number in (0, 1] (the learning rates are multiplied by it at each rollback)",

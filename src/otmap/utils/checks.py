@@ -98,6 +98,13 @@ def check_positive_int(what: str, value: Any, fix: str = "") -> int:
     return check_int(what, value, 1, fix)
 
 
+def check_bool(what: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False`` (not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
 def check_real(what: str, value: Any, *, above: float | None = None,
                at_least: float | None = None, below: float | None = None,
                at_most: float | None = None, fix: str = "") -> float:
