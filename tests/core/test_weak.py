@@ -14,7 +14,7 @@ from otmap.core.maps import DeterministicMap, StochasticMap
 from otmap.core.schedules import LinearRamp
 from otmap.errors import InputError
 from otmap.nets import build_net
-from otmap.train.diagnostics import OscillationDetector
+from otmap.train.evaluation import OscillationDetector
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

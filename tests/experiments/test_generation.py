@@ -14,7 +14,7 @@ from otmap import load
 from otmap.cli import main
 from otmap.data.images import load_digits
 from otmap.data.specs import part_indices
-from otmap.experiments.generation import evaluate_generator
+from otmap.experiments.evaluation import evaluate_generator
 from otmap.metrics.features import DigitsFeatures
 
 TINY = ["train.batch_size=4", "train.eval_samples=16", "train.log_every=1", "train.eval_every=2",

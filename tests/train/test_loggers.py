@@ -12,7 +12,7 @@ import pytest
 import otmap
 from otmap.errors import InputError
 from otmap.train import trainer as trainer_module
-from otmap.train.diagnostics import DivergenceMonitor
+from otmap.train.evaluation import DivergenceMonitor
 from otmap.train.loggers import JsonlLogger, TensorBoardLogger, build_loggers
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

@@ -20,7 +20,7 @@ from otmap.core.solver import NeuralOT
 from otmap.errors import InputError
 from otmap.model.result import TransportResult
 from otmap.nets import MapMLP
-from otmap.train.diagnostics import DivergenceMonitor, significantly_worse
+from otmap.train.evaluation import DivergenceMonitor, significantly_worse
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``otmap eval``: the FID line on stderr, the summary as JSON."""
     import torch
 
-    from otmap.experiments.generation import evaluate_generator
+    from otmap.experiments.evaluation import evaluate_generator
     from otmap.model.result import load
 
     if not args.fid:

@@ -20,7 +20,7 @@ class RunConfig:
     """A whole experiment. ``source``/``target`` are data specs (``{"toy": name, ...}``,
     ``{"file": path}``, ``{"dataset": ...}``), or both come from ``benchmark``
     (``{"name": "gaussian", "dim": 16}``). ``test`` is an image data spec with ground truth for
-    restoration and translation runs (see :mod:`otmap.experiments.restoration`)."""
+    restoration and translation runs (see :mod:`otmap.experiments.evaluation`)."""
 
     name: str = "run"
     description: str = ""

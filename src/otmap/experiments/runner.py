@@ -12,7 +12,7 @@ from otmap.benchmarks.registry import benchmark_pair
 from otmap.data.specs import sampler_from_spec
 from otmap.errors import InputError
 from otmap.experiments.config import RunConfig
-from otmap.experiments.restoration import HeldOutSet
+from otmap.experiments.evaluation import HeldOutSet
 from otmap.model.result import TransportResult
 from otmap.train.distributed import Ranks
 from otmap.train.fit import fit

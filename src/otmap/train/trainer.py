@@ -38,7 +38,6 @@ import yaml
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from otmap.benchmarks.gaussian import BuresMap
 from otmap.core.solver import NeuralOT
 from otmap.data import Sampler
 from otmap.data.samplers import to_device_async
@@ -48,7 +47,7 @@ from otmap.errors import (
     TrainingDivergedError,
     TrainingInterrupted,
 )
-from otmap.metrics import energy_distance, transport_cost
+from otmap.metrics import energy_distance
 from otmap.model.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -58,14 +57,16 @@ from otmap.model.checkpoint import (
 )
 from otmap.model.result import TransportResult
 from otmap.train.config import AUTO_BEST_METRICS, TrainConfig, metric_goal
-from otmap.train.diagnostics import (
+from otmap.train.distributed import Ranks, barrier, mean_over_ranks, rank_seed
+from otmap.train.evaluation import (
     DIVERGENCE_ADVICE,
     FAKE_SOLUTION_ADVICE,
     DivergenceMonitor,
     OscillationDetector,
+    held_out_metrics,
+    linear_fidelity,
     significantly_worse,
 )
-from otmap.train.distributed import Ranks, barrier, mean_over_ranks, rank_seed
 from otmap.train.loggers import Logger, build_loggers
 from otmap.viz import plots
 
@@ -267,21 +268,14 @@ class Trainer:
 
         return draw
 
-    @torch.no_grad()
     def _linear_fidelity(self, y_fit: Tensor) -> float | None:
-        """Fidelity of the linear (Bures) OT map between Gaussians moment-matched to the
-        held-out source and a second target sample: the bar a deterministic vector map must
-        clear (None where it does not apply: stochastic maps, images, embeddings)."""
+        """:func:`~otmap.train.evaluation.linear_fidelity` where the linear map is a bar the
+        map must clear (None for stochastic maps, images and embeddings)."""
         x, y = self.x_eval, self.y_eval
         if (self.result.map.stochastic or x.dim() != 2 or x.shape != y.shape
                 or not isinstance(self.solver.embedding, torch.nn.Identity)):
             return None
-        try:
-            linear = BuresMap.fit(x.cpu().double(), y_fit.cpu().double())
-        except InputError:  # degenerate moments: no baseline, no check
-            return None
-        tx = linear(x.cpu().double()).to(y.device, y.dtype)
-        return energy_distance(tx, y, unbiased=False) / self.energy_floor
+        return linear_fidelity(x, y, y_fit, self.energy_floor)
 
     def _warn(self, key: str, message: str) -> None:
         """Print and warn once per kind of problem."""
@@ -381,24 +375,10 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Held-out metrics.
-
-        * ``energy``: energy distance of T#(mu x S) (one z per x) to held-out target samples;
-        * ``fidelity``: the same (V-statistic) divided by the energy distance between two
-          independent target samples of the same size: ~1 means as close as the target to itself;
-        * ``transport_cost``: ``mean 1/2 |Q(x) - T(x, z)|^2``;
-        * ``diversity`` (stochastic maps): mean over x of the total variance of ``T(x, .)``;
-        * the evaluator's metrics (e.g. L2-UVP against a known map).
-        """
-        tx = self.result.transport(self.x_eval)
-        out = {"energy": energy_distance(tx, self.y_eval),
-               "fidelity": energy_distance(tx, self.y_eval, unbiased=False) / self.energy_floor}
-        qx = self.solver.embedding(self.x_eval)
-        if qx.shape == tx.shape:
-            out["transport_cost"] = transport_cost(qx, tx)
-        if self.result.map.stochastic:
-            txz = self.result.transport(self.x_eval[:256], num_samples=8)
-            out["diversity"] = txz.var(1).flatten(1).sum(1).mean().item()
+        """Held-out metrics: :func:`~otmap.train.evaluation.held_out_metrics` and the
+        evaluator's (e.g. L2-UVP against a known map); then the monitors' verdicts."""
+        out = held_out_metrics(self.result, self.solver.embedding, self.x_eval, self.y_eval,
+                               self.energy_floor)
         if self.evaluator is not None:
             out.update(self.evaluator(self.result, self.x_eval, self.y_eval))
         if self.result.map.stochastic:  # fake solutions are a weak-cost failure

@@ -247,7 +247,7 @@ _FIRST = ("l2_uvp", "cos", "psnr", "ssim", "fid", "target_class_share", "fidelit
 _LAST = ("time",)
 
 
-#: the monitors' 0/1 flags (otmap.train.diagnostics), set from the evaluation where they fired on:
+#: the monitors' 0/1 flags (otmap.train.evaluation), set from the evaluation where they fired on:
 #: marked on every curve and named in the title instead of drawn as curves of their own
 FLAGS = {"diverging": ("diverging", "#d62728"),
          "oscillating": ("oscillating (fake solutions?)", "#9467bd")}

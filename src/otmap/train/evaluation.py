@@ -1,10 +1,27 @@
-"""Diagnostics of a training run: the fake-solution (oscillation) detector and the divergence
-monitor (held-out fidelity drifting away from the best seen)."""
+"""What every training run measures on held-out samples, and the monitors that judge it.
+
+* :func:`held_out_metrics`: energy distance and fidelity of the pushforward, transport cost,
+  diversity of a stochastic map; :func:`linear_fidelity`: the same fidelity for the linear OT
+  map between moment-matched Gaussians, the bar a deterministic vector map must clear;
+* :class:`OscillationDetector` (NOT's fake solutions) and :class:`DivergenceMonitor` (the
+  fidelity drifting away from the best seen).
+
+Task-specific evaluators (PSNR/SSIM, FID, target class) live in
+:mod:`otmap.experiments.evaluation`; the metric functions in :mod:`otmap.metrics`.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import deque
+
+import torch
+from torch import Tensor, nn
+
+from otmap.benchmarks.gaussian import BuresMap
+from otmap.errors import InputError
+from otmap.metrics import energy_distance, transport_cost
+from otmap.model.result import TransportResult
 
 FAKE_SOLUTION_ADVICE = (
     "the pushforward's fidelity keeps swinging instead of settling: the saddle-point "
@@ -93,3 +110,39 @@ class DivergenceMonitor:
         diverging = rising and significantly_worse(value, self.best, self.factor)
         self.fired = self.fired or diverging
         return diverging
+
+
+@torch.no_grad()
+def held_out_metrics(result: TransportResult, embedding: nn.Module, x: Tensor, y: Tensor,
+                     floor: float) -> dict[str, float]:
+    """Held-out metrics of ``result``'s map on source samples ``x`` and target samples ``y``.
+
+    * ``energy``: energy distance of T#(mu x S) (one z per x) to ``y``;
+    * ``fidelity``: the same (V-statistic) divided by ``floor``, the energy distance between two
+      independent target samples of this size: ~1 means as close as the target to itself;
+    * ``transport_cost``: ``mean 1/2 |Q(x) - T(x, z)|^2`` (where Q(x) and T(x) have one shape);
+    * ``diversity`` (stochastic maps): mean over x of the total variance of ``T(x, .)``.
+    """
+    tx = result.transport(x)
+    out = {"energy": energy_distance(tx, y),
+           "fidelity": energy_distance(tx, y, unbiased=False) / floor}
+    qx = embedding(x)
+    if qx.shape == tx.shape:
+        out["transport_cost"] = transport_cost(qx, tx)
+    if result.map.stochastic:
+        txz = result.transport(x[:256], num_samples=8)
+        out["diversity"] = txz.var(1).flatten(1).sum(1).mean().item()
+    return out
+
+
+@torch.no_grad()
+def linear_fidelity(x: Tensor, y: Tensor, y_fit: Tensor, floor: float) -> float | None:
+    """Fidelity (as in :func:`held_out_metrics`) of the linear (Bures) OT map between Gaussians
+    moment-matched to ``x`` and ``y_fit`` (a second target sample), scored on ``y``; None when
+    the moments are degenerate."""
+    try:
+        linear = BuresMap.fit(x.cpu().double(), y_fit.cpu().double())
+    except InputError:
+        return None
+    tx = linear(x.cpu().double()).to(y.device, y.dtype)
+    return energy_distance(tx, y, unbiased=False) / floor

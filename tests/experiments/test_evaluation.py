@@ -11,8 +11,8 @@ import torch
 from otmap.cli import main
 from otmap.data.specs import load_dataset, sampler_from_spec
 from otmap.errors import InputError
+from otmap.experiments.evaluation import HeldOutSet
 from otmap.experiments.recipes import load_run_config
-from otmap.experiments.restoration import HeldOutSet
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from otmap.train.diagnostics import DivergenceMonitor, OscillationDetector
+from otmap.train.evaluation import DivergenceMonitor, OscillationDetector
 
 
 def oscillation_fires(values: list[float]) -> list[int]:
