@@ -4,7 +4,6 @@ memory is the process's, and the JSON result names each measured case's ratio.""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from otmap.cli import main
 from otmap.core.solver import NeuralOT
 from otmap.errors import InputError
 from otmap.experiments import speed
@@ -157,9 +157,9 @@ def test_counts_and_case_names_are_checked(toy_config):
 
 
 def test_main_prints_table_and_json_ratio_last(capsys):
-    args = argparse.Namespace(cases="toy", steps=2, device="cpu", threads=1, json=True,
-                              quiet=True)
-    assert speed.main(args) == 0
+    argv = ["bench", "speed", "--cases", "toy", "--steps", "2", "--device", "cpu",
+            "--threads", "1", "--json", "--quiet"]
+    assert main(argv) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out.strip().splitlines()[-1])
     assert (result["device"], result["threads"]) == ("cpu", 1)

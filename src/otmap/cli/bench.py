@@ -111,6 +111,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_speed(args: argparse.Namespace) -> int:
-    """Handler of ``otmap bench speed`` (:func:`otmap.experiments.speed.main`)."""
+    """``otmap bench speed``: :func:`otmap.experiments.speed.speed_bench` on the chosen cases;
+    a table on stderr; with ``--json`` the result as the last line of stdout."""
     single_process("bench speed")
-    return speed.main(args)
+    cases = [name.strip() for name in args.cases.split(",") if name.strip()]
+    result = speed.speed_bench(cases, args.steps, args.device, args.threads,
+                               progress=not args.quiet)
+    print(speed.format_table(result), file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+    return 0

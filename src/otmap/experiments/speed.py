@@ -11,13 +11,11 @@ second over the plain loop's, both measured in the same run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -329,15 +327,3 @@ def format_table(result: dict) -> str:
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
     return "\n".join(lines) + (f"\n(device {result['device']}, {result['threads']} threads; "
                                "ratio = ours / plain steps per second)")
-
-
-def main(args: Any) -> int:
-    """Run the speed benchmark with the options of ``otmap bench speed`` (attributes ``cases``,
-    a comma-separated string, ``steps``, ``device``, ``threads``, ``json`` and ``quiet``): a
-    table on stderr; with ``json`` the result as the last line of stdout."""
-    cases = [name.strip() for name in args.cases.split(",") if name.strip()]
-    result = speed_bench(cases, args.steps, args.device, args.threads, progress=not args.quiet)
-    print(format_table(result), file=sys.stderr)
-    if args.json:
-        print(json.dumps(result))
-    return 0
