@@ -11,33 +11,20 @@ import torch
 
 import otmap
 from otmap.errors import CheckpointError, InputError
+from tests.helpers import sample_x, tiny_fit
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-TINY = {"map": {"hidden": [8]}, "potential": {"hidden": [8]}, "batch_size": 8, "k_map": 1,
-        "progress": False, "eval_samples": 16, "lr_schedule": None}
-
-
-def _x(n: int = 64, d: int = 2) -> torch.Tensor:
-    return torch.randn(n, d, generator=torch.Generator().manual_seed(n + d))
-
-
-def _fit(source=None, target=None, **kwargs) -> otmap.TransportResult:
-    source = _x() if source is None else source
-    target = _x(80) + 1 if target is None else target
-    return otmap.fit(source, target, **{"steps": 2, **TINY, **kwargs})
-
-
 @pytest.fixture(scope="module")
 def tiny_result() -> otmap.TransportResult:
-    return _fit()
+    return tiny_fit()
 
 
 # ----------------------------------------------------------------------------- transport
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_transport_refuses_non_finite_inputs(tiny_result, bad):
-    x = _x(6)
+    x = sample_x(6)
     x[1, 0] = bad
     x[4] = bad
     for apply in (tiny_result.transport, tiny_result.inverse):
@@ -45,7 +32,7 @@ def test_transport_refuses_non_finite_inputs(tiny_result, bad):
             apply(x)
         message = str(err.value)
         assert "NaN or Inf values in 2 of 6 rows" in message and "x[keep]" in message
-    assert torch.isfinite(tiny_result.transport(_x(6))).all()
+    assert torch.isfinite(tiny_result.transport(sample_x(6))).all()
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -85,7 +72,7 @@ def test_incomplete_and_newer_checkpoints(tmp_path):
 
 @pytest.fixture(scope="module")
 def good_checkpoint_bytes(tmp_path_factory) -> bytes:
-    path = _fit().save(tmp_path_factory.mktemp("good") / "good.pt")
+    path = tiny_fit().save(tmp_path_factory.mktemp("good") / "good.pt")
     return path.read_bytes()
 
 

@@ -22,28 +22,15 @@ import otmap
 from otmap.errors import InputError, OTMapError
 from otmap.train.config import TrainConfig
 from tests.fuzz import ANY, ARRAYS, FUZZ, SAMPLE_SETS, ok_or_otmap_error
+from tests.helpers import TINY, sample_x, tiny_fit
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
-
-TINY = {"map": {"hidden": [8]}, "potential": {"hidden": [8]}, "batch_size": 8, "k_map": 1,
-        "progress": False, "eval_samples": 16, "lr_schedule": None}
-
-
-def _x(n: int = 64, d: int = 2) -> torch.Tensor:
-    return torch.randn(n, d, generator=torch.Generator().manual_seed(n + d))
-
-
-def _fit(source=None, target=None, **kwargs) -> otmap.TransportResult:
-    source = _x() if source is None else source
-    target = _x(80) + 1 if target is None else target
-    return otmap.fit(source, target, **{"steps": 2, **TINY, **kwargs})
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished two-step run folder (copy it before changing it)."""
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    _fit(run_dir=run_dir)
+    tiny_fit(run_dir=run_dir)
     return run_dir
 
 
@@ -88,12 +75,12 @@ def test_numeric_strings_are_numbers():
 
 def test_constant_target():
     with pytest.raises(InputError, match="all 4096 samples drawn are the same point"):
-        _fit(target=torch.zeros(10, 2))
+        tiny_fit(target=torch.zeros(10, 2))
 
 
 def test_images_too_small_for_the_default_potential():
     with pytest.raises(InputError) as err:
-        _fit(source=torch.randn(20, 1, 2, 2), target=torch.randn(20, 1, 2, 2), map=None,
+        tiny_fit(source=torch.randn(20, 1, 2, 2), target=torch.randn(20, 1, 2, 2), map=None,
              potential=None)
     assert "too small for the potential ResNetPotential" in str(err.value)
     assert "potential={'channels': [64]}" in str(err.value)
@@ -126,7 +113,7 @@ def test_full_disk_while_writing_a_checkpoint(tmp_path, monkeypatch, tiny_run, e
     with pytest.raises(OTMapError) as saving:
         otmap.load(run_dir).save(model)
     with pytest.raises(OTMapError) as training:
-        _fit(run_dir=run_dir, resume=True, steps=4)
+        tiny_fit(run_dir=run_dir, resume=True, steps=4)
     assert str(error) in str(saving.value) and str(error) in str(training.value)
     assert model.read_bytes() == saved
     assert (checkpoints / "last.pt").read_bytes() == before
@@ -181,7 +168,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
     resumed = otmap.fit(_fault_source, _fault_target, run_dir=run_dir, resume=True,
                         **_FAULT_RUN)
     full = otmap.fit(_fault_source, _fault_target, **_FAULT_RUN)
-    x = _x(50)
+    x = sample_x(50)
     assert torch.equal(resumed.transport(x), full.transport(x))
 
 
@@ -213,7 +200,7 @@ _COSTS = st.one_of(
 def test_fit_takes_any_array_or_raises_otmap_error(samples, as_target):
     shape = tuple(getattr(samples, "shape", ()))[1:]
     images = len(shape) == 3  # then otmap's default conv networks, not TINY's MLPs
-    good = torch.randn(40, *shape) if len(shape) in (1, 3) and 0 not in shape else _x(40)
+    good = torch.randn(40, *shape) if len(shape) in (1, 3) and 0 not in shape else sample_x(40)
     source, target = (good, samples) if as_target else (samples, good)
     nets = {"map": None, "potential": None} if images else {}
     ok_or_otmap_error(otmap.fit, source, target, **{**TINY, "steps": 1, **nets})
@@ -223,5 +210,5 @@ def test_fit_takes_any_array_or_raises_otmap_error(samples, as_target):
 @given(options=st.dictionaries(st.sampled_from(_TRAIN_KEYS), ANY, max_size=3).filter(
     lambda options: options.get("steps", 1) is not None), cost=_COSTS)  # None: 3000 steps
 def test_fit_takes_any_options_or_raises_otmap_error(options, cost):
-    ok_or_otmap_error(otmap.fit, _x(40), _x(40) + 1, cost=cost,
+    ok_or_otmap_error(otmap.fit, sample_x(40), sample_x(40) + 1, cost=cost,
                        **{**TINY, "steps": 1, **options})

@@ -195,22 +195,24 @@ def gaussian_mixture(
     return _mixture("gaussian_mixture", c, std, whiten, params)
 
 
+def _blobs(name: str, k: int, radius: float, std: float, whiten: bool) -> ToySampler:
+    """``k`` Gaussians (std ``std``) evenly spaced on a circle of radius ``radius``."""
+    radius = _positive(f"{name}: radius", radius)
+    std = _positive(f"{name}: std", std)
+    return _mixture(name, _circle_centers(k, radius), std, whiten,
+                    {"radius": radius, "std": std})
+
+
 @TOY_DATASETS.register("3blobs")
 def three_blobs(radius: float = 4.0, std: float = 0.5, whiten: bool = False) -> ToySampler:
     """3 Gaussians (std ``std``) at 120-degree steps on a circle of radius ``radius``."""
-    radius = _positive("3blobs: radius", radius)
-    std = _positive("3blobs: std", std)
-    c = _circle_centers(3, radius)
-    return _mixture("3blobs", c, std, whiten, {"radius": radius, "std": std})
+    return _blobs("3blobs", 3, radius, std, whiten)
 
 
 @TOY_DATASETS.register("8blobs")
 def eight_blobs(radius: float = 4.0, std: float = 0.5, whiten: bool = False) -> ToySampler:
     """8 Gaussians (std ``std``) evenly spaced on a circle of radius ``radius``."""
-    radius = _positive("8blobs: radius", radius)
-    std = _positive("8blobs: std", std)
-    c = _circle_centers(8, radius)
-    return _mixture("8blobs", c, std, whiten, {"radius": radius, "std": std})
+    return _blobs("8blobs", 8, radius, std, whiten)
 
 
 @TOY_DATASETS.register("grid")
