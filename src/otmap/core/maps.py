@@ -2,7 +2,8 @@
 
 Every map exposes ``sample(x [B, *in_dims], k) -> [B, k, *out_dims]``. A deterministic map
 returns the same output ``k`` times (the solver asks for ``k = 1``); a stochastic map
-``T(x, z)`` draws ``k`` noises per input.
+``T(x, z)`` draws ``k`` noises per input; its :class:`NoiseInjection` says how z enters the
+network (extra inputs ``net(cat[x, z])`` or a condition ``net(x, z)``).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class DeterministicMap(TransportMap):
 
 
 class NoiseInjection:
-    """How the noise z of a stochastic map enters its network: ``net(cat[x, z], dim=1)`` with
-    z drawn by :meth:`noise` in the shape this injection concatenates."""
+    """How the noise z of a stochastic map enters its network: z drawn by :meth:`noise` in the
+    shape :meth:`apply` feeds to the network (by default ``net(cat[x, z], dim=1)``)."""
 
     def __init__(self, noise_dim: int) -> None:
         self.noise_dim = noise_dim
@@ -54,6 +55,10 @@ class NoiseInjection:
     def noise(self, x: Tensor) -> Tensor:
         """Standard Gaussian noise for a batch ``x`` (on x's device and dtype)."""
         raise NotImplementedError
+
+    def apply(self, net: nn.Module, x: Tensor, z: Tensor) -> Tensor:
+        """The network's output for inputs ``x`` and noises ``z``: ``net(cat[x, z], dim=1)``."""
+        return net(torch.cat([x, z], dim=1))
 
 
 class ConcatNoise(NoiseInjection):
@@ -75,14 +80,27 @@ class ChannelNoise(NoiseInjection):
         return z
 
 
+class ConditionNoise(NoiseInjection):
+    """A noise vector ``z [B, noise_dim]`` that conditions the network: ``net(x, z)`` (e.g. a
+    :class:`~otmap.nets.conv.CondUNet`, whose normalisations it modulates)."""
+
+    def noise(self, x: Tensor) -> Tensor:
+        return torch.randn((x.shape[0], self.noise_dim), device=x.device, dtype=x.dtype)
+
+    def apply(self, net: nn.Module, x: Tensor, z: Tensor) -> Tensor:
+        return net(x, z)
+
+
 #: the ``inject`` names of a map spec's ``noise`` entry
-INJECTIONS: dict[str, type[NoiseInjection]] = {"concat": ConcatNoise, "channels": ChannelNoise}
+INJECTIONS: dict[str, type[NoiseInjection]] = {"concat": ConcatNoise, "channels": ChannelNoise,
+                                               "condition": ConditionNoise}
 
 
 class StochasticMap(TransportMap):
-    """``T(x, z) = net(cat[x, z])`` with Gaussian noise ``z ~ N(0, noise_std^2 I)``, drawn fresh
-    per call; ``inject`` names the :class:`NoiseInjection` (``"concat"``: vectors,
-    ``"channels"``: images).
+    """``T(x, z)`` with Gaussian noise ``z ~ N(0, noise_std^2 I)``, drawn fresh per call;
+    ``inject`` names the :class:`NoiseInjection` that feeds z to the network (``"concat"``:
+    vectors, ``net(cat[x, z])``; ``"channels"``: images, noise channels ``net(cat[x, z])``;
+    ``"condition"``: a noise vector, ``net(x, z)``).
 
     ``sample(x, k)`` repeats each input ``k`` times with independent noises: ``[B, k, *dims]``.
     """
@@ -108,7 +126,7 @@ class StochasticMap(TransportMap):
     def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
         """``T(x, z)`` for one noise per input (fresh noise when ``z`` is None)."""
         z = self.noise(x) if z is None else z
-        return self.net(torch.cat([x, z], dim=1))
+        return self.injection.apply(self.net, x, z)
 
     def sample(self, x: Tensor, k: int = 1) -> Tensor:
         xs = x.repeat_interleave(k, dim=0)
@@ -127,4 +145,4 @@ class StochasticMap(TransportMap):
 
 
 __all__ = ["TransportMap", "DeterministicMap", "StochasticMap", "NoiseInjection", "ConcatNoise",
-           "ChannelNoise", "INJECTIONS"]
+           "ChannelNoise", "ConditionNoise", "INJECTIONS"]

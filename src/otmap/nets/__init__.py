@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from otmap.nets.conv import ResNetPotential, UNet, UpsampleGenerator
+from otmap.nets.conv import CondUNet, ResNetPotential, UNet, UpsampleGenerator
 from otmap.nets.mlp import MapMLP, PotentialMLP
 from otmap.utils.registry import Registry
 
@@ -15,6 +15,7 @@ NETS.register("PotentialMLP", PotentialMLP)
 NETS.register("ResNetPotential", ResNetPotential)
 NETS.register("UpsampleGenerator", UpsampleGenerator)
 NETS.register("UNet", UNet)
+NETS.register("CondUNet", CondUNet)
 
 
 def build_net(spec: dict) -> nn.Module:
@@ -22,5 +23,5 @@ def build_net(spec: dict) -> nn.Module:
     return NETS.build(spec)
 
 
-__all__ = ["NETS", "MapMLP", "PotentialMLP", "ResNetPotential", "UNet", "UpsampleGenerator",
-           "build_net"]
+__all__ = ["NETS", "CondUNet", "MapMLP", "PotentialMLP", "ResNetPotential", "UNet",
+           "UpsampleGenerator", "build_net"]

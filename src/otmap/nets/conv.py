@@ -4,7 +4,9 @@
   (the NCSN / WGAN-QC style potentials of the references), configurable width, depth and norm;
 * :class:`UpsampleGenerator`: noise vector ``[n, nz] -> image`` (OTM's generator: a 4x4 seed,
   then x2 up-sampling conv blocks, tanh);
-* :class:`UNet`: image -> image maps (NOT's UNet), with optional extra input channels for noise.
+* :class:`UNet`: image -> image maps (NOT's UNet), with optional extra input channels for noise;
+* :class:`CondUNet`: the UNet with a noise vector entering through conditional normalisation
+  (FiLM) in every block (KNOT's CUNet): ``net(x, z)``.
 """
 
 from __future__ import annotations
@@ -37,12 +39,33 @@ def norm2d(kind: str, channels: int) -> nn.Module:
     raise InputError(f"unknown norm {kind!r}; choose one of {list(NORMS)}")
 
 
+class FiLM(nn.Module):
+    """Feature-wise modulation of ``h [B, c, h, w]`` by a condition ``w [B, cond_dim]``:
+    ``h * (1 + gamma(w)) + beta(w)`` with per-channel ``gamma, beta [B, c]`` from one linear
+    layer, zero-initialised so that ``h`` passes unchanged at start."""
+
+    def __init__(self, cond_dim: int, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: Tensor, w: Tensor) -> Tensor:
+        gamma, beta = self.proj(w)[:, :, None, None].chunk(2, dim=1)
+        return torch.addcmul(beta, h, 1 + gamma)
+
+
 class _Block(nn.Module):
-    """``x -> skip(x) + conv(act(norm(conv(act(norm(x))))))`` with optional x2 resampling."""
+    """``x -> skip(x) + conv(act(norm(conv(act(norm(x))))))`` with optional x2 resampling.
+
+    After :meth:`condition`, ``forward(x, w)`` modulates each norm's output by a :class:`FiLM`
+    of the condition ``w [B, cond_dim]`` (``norm(h) * (1 + gamma(w)) + beta(w)``).
+    """
 
     def __init__(self, c_in: int, c_out: int, norm: str, resample: str | None) -> None:
         super().__init__()
         act = nn.LeakyReLU(0.2)
+        # a Sequential for its state-dict names; forward runs its layers one by one
         self.body = nn.Sequential(norm2d(norm, c_in), act, nn.Conv2d(c_in, c_out, 3, padding=1),
                                   norm2d(norm, c_out), act,
                                   nn.Conv2d(c_out, c_out, 3, padding=1))
@@ -50,12 +73,25 @@ class _Block(nn.Module):
         self.resample = {"down": nn.AvgPool2d(2), "up": nn.Upsample(scale_factor=2),
                          None: nn.Identity()}[resample]
         self.up_first = resample == "up"
+        self.channels = (c_in, c_out)
+        self.films: nn.ModuleList | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def condition(self, cond_dim: int) -> None:
+        """Add the (zero-initialised) FiLMs of the two norms for conditions of ``cond_dim``."""
+        self.films = nn.ModuleList(FiLM(cond_dim, c) for c in self.channels)
+
+    def _norm(self, i: int, h: Tensor, w: Tensor | None) -> Tensor:
+        """The ``i``-th norm of the body, modulated by ``w`` when given."""
+        h = self.body[3 * i](h)
+        return h if w is None else self.films[i](h, w)
+
+    def forward(self, x: Tensor, w: Tensor | None = None) -> Tensor:
         if self.up_first:
             x = self.resample(x)
-            return self.skip(x) + self.body(x)
-        return self.resample(self.skip(x) + self.body(x))
+        _, act, conv1, _, _, conv2 = self.body
+        h = conv1(act(self._norm(0, x, w)))
+        out = self.skip(x) + conv2(act(self._norm(1, h, w)))
+        return out if self.up_first else self.resample(out)
 
 
 class ResNetPotential(nn.Module):
@@ -127,17 +163,47 @@ class UNet(nn.Module):
         self.factor = 2 ** (len(channels) - 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._forward(x, None)
+
+    def _forward(self, x: Tensor, w: Tensor | None) -> Tensor:
+        """The UNet on ``x [B, c, h, w]``, every block conditioned on ``w`` when given."""
         if x.shape[-1] % self.factor or x.shape[-2] % self.factor:
-            raise InputError(f"UNet with {len(self.down)} down-samplings needs image sizes "
-                             f"divisible by {self.factor}, got {tuple(x.shape[-2:])}")
+            raise InputError(f"{type(self).__name__} with {len(self.down)} down-samplings needs "
+                             f"image sizes divisible by {self.factor}, got {tuple(x.shape[-2:])}")
         h = self.stem(x)
         skips = []
         for block in self.down:
             skips.append(h)
-            h = block(h)
+            h = block(h, w)
         for block, merge in zip(self.up, self.merge):
-            h = merge(torch.cat([block(h), skips.pop()], dim=1))
+            h = merge(torch.cat([block(h, w), skips.pop()], dim=1))
         out = self.out(h)
         if self.residual:
             out = out + x[:, : self.out_channels]
         return torch.tanh(out) if self.tanh else out
+
+
+class CondUNet(UNet):
+    """``net(x [B, c, h, w], z [B, noise_dim]) -> [B, out_channels, h, w]``: the :class:`UNet`
+    (same blocks, parameter names and initialisation for a seed) whose noise vector enters
+    through conditional normalisation, after KNOT's CUNet: a mapping MLP
+    ``w = mlp(z) [B, cond_width]``, then in every down and up block each norm becomes
+    ``norm(h) * (1 + gamma(w)) + beta(w)`` (:class:`FiLM`; with ``norm="none"`` it modulates
+    the un-normalised features).
+
+    The FiLMs start at zero, so at initialisation ``net(x, z) = UNet(x)`` for every ``z`` (the
+    identity with ``residual``); the noise's influence is learnt.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3,
+                 channels: Sequence[int] = (48, 96, 192), norm: str = "group",
+                 residual: bool = True, tanh: bool = False, noise_dim: int = 128,
+                 cond_width: int = 128) -> None:
+        super().__init__(in_channels, out_channels, channels, norm, residual, tanh)
+        self.mapping = nn.Sequential(nn.Linear(noise_dim, cond_width), nn.LeakyReLU(0.2),
+                                     nn.Linear(cond_width, cond_width), nn.LeakyReLU(0.2))
+        for block in (*self.down, *self.up):
+            block.condition(cond_width)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        return self._forward(x, self.mapping(z))
