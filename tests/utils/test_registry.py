@@ -50,6 +50,7 @@ from otmap.errors import InputError
 from otmap.metrics.features import EXTRACTORS, DigitsFeatures, InceptionFeatures, build_extractor
 from otmap.nets import (
     NETS,
+    CondUNet,
     MapMLP,
     PotentialMLP,
     ResNetPotential,
@@ -208,7 +209,9 @@ def test_schedule_embedding_network_benchmark_extractor_and_dataset_names():
             "ResNetPotential": (ResNetPotential, {"in_channels": 1, "channels": [4]}),
             "UpsampleGenerator": (UpsampleGenerator, {"nz": 8, "size": 8, "channels": [4, 4]}),
             "UNet": (UNet, {"in_channels": 1, "out_channels": 1, "channels": [4, 4],
-                            "norm": "none"})}
+                            "norm": "none"}),
+            "CondUNet": (CondUNet, {"in_channels": 1, "out_channels": 1, "channels": [4, 4],
+                                    "noise_dim": 2})}
     for name, (cls, kwargs) in nets.items():
         spec = {"name": name, **kwargs}
         built = build_net(spec)
@@ -221,7 +224,8 @@ def test_schedule_embedding_network_benchmark_extractor_and_dataset_names():
     assert EXTRACTORS.get("inception") is InceptionFeatures
     assert DATASETS.get("digits") is load_digits and DATASETS.get("mnist") is load_mnist
     assert DATASETS.get("cifar10") is load_cifar10
-    assert DATASETS.names() == ["cifar10", "digits", "fashion_mnist", "folder", "mnist"]
+    assert DATASETS.names() == ["cifar10", "digits", "fashion_mnist", "folder", "mnist",
+                               "mnist5k"]
     assert list(TOY_DATASETS) == [
         "gaussian", "gaussian_mixture", "3blobs", "8blobs", "grid", "moons", "swiss_roll",
         "s_curve", "circles", "uniform_square", "noisy_circle", "unit_circle", "letters",
