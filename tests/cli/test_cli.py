@@ -118,3 +118,43 @@ def test_bad_cli_input_names_the_fix(args, fragment, capsys, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert main([*args, "--quiet"]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_bench_reports_time_to_target_l2_uvp(tmp_path, capsys):
+    """Evaluations at steps 5, 10, 15, 20: any L2-UVP is below 1e9 % at the first one; none
+    is 0 %. The times are those of the run's metrics rows (its wall clock since its start)."""
+    run = tmp_path / "bench"
+    assert main(["bench", "gaussian", "--dim", "2", "--steps", "20", "--eval-every", "5",
+                 "--target-l2-uvp", "1e9", "--target-l2-uvp", "0", "--json", "--quiet",
+                 "--out", str(run)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in rows if "l2_uvp" in r]
+    assert [r["step"] for r in evaluated] == [5, 10, 15, 20]
+    assert summary["step_to_target"] == {"1e+09": 5, "0": None}
+    assert summary["seconds_to_target"] == {"1e+09": round(evaluated[0]["time"], 2), "0": None}
+    assert 0 < summary["seconds_to_target"]["1e+09"] <= summary["seconds"]
+
+
+def test_bench_targets_as_a_comma_list_without_a_run_folder(capsys):
+    assert main(["bench", "gaussian", "--dim", "2", "--steps", "4", "--eval-every", "2",
+                 "--target-l2-uvp", "1e9,0", "--quiet"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "L2-UVP <= 1e+09%: " in line and "(step 2)" in line
+    assert line.endswith("L2-UVP <= 0%: not reached")
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "one", ","])
+def test_bench_refuses_bad_targets(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "gaussian", "--dim", "2", "--target-l2-uvp", value])
+    assert exit_info.value.code == 2
+    assert "L2-UVP values" in capsys.readouterr().err
+
+
+def test_a_target_needs_a_benchmark_pair():
+    from otmap.errors import InputError
+    from otmap.experiments import runner
+
+    with pytest.raises(InputError, match="needs a benchmark pair"):
+        runner.run(load_run_config(DEFAULT_RECIPE), None, target_l2_uvp=[1.0])

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import otmap
 from otmap.cli import main
 from otmap.core.solver import NeuralOT
 from otmap.errors import InputError
@@ -26,6 +27,13 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 @pytest.fixture(scope="module")
 def toy_config():
     return speed.CASES["toy"].config("cpu")
+
+
+@pytest.fixture(scope="module")
+def fp32_toy_config(toy_config):
+    """The toy case in float32: no timing of precisions when it is prepared."""
+    return dataclasses.replace(toy_config,
+                               train=dataclasses.replace(toy_config.train, precision="fp32"))
 
 
 @pytest.mark.parametrize("measure", [speed.measure_ours, speed.measure_plain])
@@ -58,9 +66,10 @@ def _fake_clock(monkeypatch, dt: float) -> FakeClock:
     return clock
 
 
-def test_ours_reports_timed_steps_over_their_time(toy_config, monkeypatch):
+def test_ours_reports_timed_steps_over_their_time(fp32_toy_config, monkeypatch):
     """Each train_step costs 0.25 s of fake time: 4 timed steps after 2 warmup steps take
-    exactly 1 s, 4 steps/s. Timing the warmup too would give 1.5 s, timing 3 steps 0.75 s."""
+    exactly 1 s, 4 steps/s. Timing the warmup too would give 1.5 s, timing 3 steps 0.75 s, and
+    timing the step whose FLOPs are counted after them 1.25 s."""
     clock = _fake_clock(monkeypatch, 0.25)
     original = NeuralOT.train_step
 
@@ -69,8 +78,8 @@ def test_ours_reports_timed_steps_over_their_time(toy_config, monkeypatch):
         return original(solver, *args, **kwargs)
 
     monkeypatch.setattr(NeuralOT, "train_step", train_step)
-    result = speed.measure_ours(toy_config, 4, 2)
-    assert clock.ticks == 6
+    result = speed.measure_ours(fp32_toy_config, 4, 2)
+    assert clock.ticks == 7
     assert result["seconds"] == pytest.approx(1.0)
     assert result["steps_per_s"] == pytest.approx(4.0)
 
@@ -137,13 +146,11 @@ def test_plain_loop_trains_both_networks_and_logs_every_step(toy_config):
     assert result["potential_change"] > 0
 
 
-def test_plain_loop_computes_what_otmap_computes(toy_config):
+def test_plain_loop_computes_what_otmap_computes(toy_config, fp32_toy_config):
     """Same networks, same batches, same learning rates: the first step's losses and updates
     agree in float32, so the ratio compares two implementations of one computation (otmap's
     default precision may add bf16 autocast where the hardware has it)."""
-    fp32 = dataclasses.replace(toy_config,
-                               train=dataclasses.replace(toy_config.train, precision="fp32"))
-    ours = speed.measure_ours(fp32, 1, 0)
+    ours = speed.measure_ours(fp32_toy_config, 1, 0)
     plain = speed.measure_plain(toy_config, 1, 0)
     for key in ("loss_map", "loss_potential", "map_change", "potential_change"):
         assert plain[key] == pytest.approx(ours[key], rel=1e-4, abs=1e-6), key
@@ -170,3 +177,69 @@ def test_main_prints_table_and_json_ratio_last(capsys):
     assert result["toy_ratio"] == round(ours["steps_per_s"] / plain["steps_per_s"], 3) > 0
     assert ours["peak_mib"] > 0 and plain["peak_mib"] > 0
     assert "ours steps/s" in captured.err and "toy" in captured.err
+    # utilisation: the counted FLOPs per step at each loop's rate, over the peak in its precision
+    peaks, flops = result["peak_gflops"], result["toy"]["flops_per_step"]
+    assert set(peaks) == {"fp32", ours["precision"]} and all(v > 0 for v in peaks.values())
+    assert flops > 0
+    for loop, precision in ((ours, ours["precision"]), (plain, "fp32")):
+        assert loop["achieved_gflops"] == pytest.approx(flops * loop["steps_per_s"] / 1e9,
+                                                        rel=1e-3)
+        assert loop["utilisation"] == pytest.approx(loop["achieved_gflops"] / peaks[precision],
+                                                    rel=1e-2, abs=1e-4)
+    assert result["toy_utilisation"] == ours["utilisation"]
+    assert "ours util" in captured.err and "GFLOP/step" in captured.err
+
+
+@pytest.mark.parametrize("k_map", [1, 3])
+def test_flops_of_a_linear_step_are_the_hand_count(k_map):
+    """T(x) = W x + b (d x d), f(y) = v.y + c, batches of B, as FlopCounterMode counts: a
+    matrix product [m, k] @ [k, n] is 2 m k n FLOPs, and backward computes only the gradients
+    it needs: those of the updated network's weights and of the activations on the way there,
+    never of the data.
+
+    Map update: T forward 2 B d^2, f forward 2 B d; backward: f's input gradient 2 B d (f's
+    weights are not updated here), T's weight gradient 2 B d^2 (x needs none).
+    Potential update: T forward without gradients 2 B d^2; f forward on [T(x); y], 2 (2B) d;
+    backward: f's weight gradient 2 (2B) d (no input gradient: T(x) and y are data here)."""
+    from otmap.core.maps import DeterministicMap
+
+    b, d = 16, 5
+    f = torch.nn.Sequential(torch.nn.Linear(d, 1), torch.nn.Flatten(0))
+    solver = NeuralOT(DeterministicMap(torch.nn.Linear(d, d)), f, otmap.StrongQuadratic(),
+                      k_map=k_map)
+    x, y = torch.randn(b, d), torch.randn(b, d)
+    map_update = 2 * b * d * d + 2 * b * d + 2 * b * d + 2 * b * d * d
+    potential_update = 2 * b * d * d + 2 * (2 * b) * d + 2 * (2 * b) * d
+    before = solver.map.net.weight.detach().clone()
+    assert speed.count_step_flops(solver, lambda: x, lambda: y) == (
+        k_map * map_update + potential_update)
+    assert solver.step == 1 and not torch.equal(solver.map.net.weight, before)  # a real step
+
+
+def test_peak_flops_is_two_n_cubed_over_the_time_of_one_product(monkeypatch):
+    """Each n x n product costs 2^-7 s of fake time: 2 n^3 FLOPs per 2^-7 s, whatever the
+    grouping (groups of ceil(0.02 / 2^-7) = 3 products, 4 of them in 0.09375 s, after one
+    warm-up product)."""
+    clock = _fake_clock(monkeypatch, 2.0**-7)
+    monkeypatch.setitem(speed.PEAK_SIZES, "cpu", 64)
+    monkeypatch.setattr(torch, "mm", lambda a, b: clock.tick())
+    rate = speed.peak_flops(torch.device("cpu"), torch.float32, seconds=0.09375)
+    assert rate == pytest.approx(2 * 64**3 / 2.0**-7)
+    assert clock.ticks == 1 + 4 * 3
+
+
+def test_peak_flops_in_real_time_for_both_precisions(monkeypatch):
+    monkeypatch.setitem(speed.PEAK_SIZES, "cpu", 128)
+    for dtype in (torch.float32, torch.bfloat16):
+        assert 1e6 < speed.peak_flops(torch.device("cpu"), dtype, seconds=0.05) < 1e13
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_measurement_counts_the_flops_of_the_cpu_step(fp32_toy_config):
+    """On a GPU: CUDA peak memory, and the same FLOP count as on the CPU (same shapes)."""
+    cuda = dataclasses.replace(fp32_toy_config,
+                               train=dataclasses.replace(fp32_toy_config.train, device="cuda"))
+    on_gpu, on_cpu = speed.measure_ours(cuda, 2, 1), speed.measure_ours(fp32_toy_config, 1, 0)
+    assert on_gpu["memory"] == "cuda_max_allocated" and on_gpu["peak_mib"] > 0
+    assert on_gpu["flops_per_step"] == on_cpu["flops_per_step"] > 0
+    assert speed.peak_flops(torch.device("cuda"), torch.bfloat16, seconds=0.1) > 1e12

@@ -28,10 +28,12 @@ from otmap.train.trainer import Trainer
 pytestmark = pytest.mark.usefixtures("torch_single_thread", "no_pictures")
 
 #: a tiny default-recipe run for the command-line tests (constant learning rate, so a run
-#: resumed with fewer steps than it was started with ends as a run of that length)
+#: resumed with fewer steps than it was started with ends as a run of that length; float32, so
+#: runs of different lengths cannot resolve precision=auto differently)
 FAST = ["train.log_every=10", "train.eval_every=200", "train.checkpoint_every=50",
         "train.batch_size=32", "train.eval_samples=64", "train.k_map=2",
-        "train.lr_schedule=constant", "map.hidden=[16,16]", "potential.hidden=[16,16]"]
+        "train.lr_schedule=constant", "map.hidden=[16,16]", "potential.hidden=[16,16]",
+        "train.precision=fp32"]
 STEPS = 400
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -16,6 +17,18 @@ from otmap.experiments import speed
 PAIRS = {"gaussian": "a Gaussian pair (closed-form affine map)",
          "brenier": "a Gaussian mixture pushed by a known convex potential's gradient",
          "w2b": "the continuous Wasserstein-2 benchmark's Mix3toMix10 pairs"}
+
+
+def _l2_uvp_targets(text: str) -> list[float]:
+    """``--target-l2-uvp`` values: one number or a comma list, each finite and >= 0 (%)."""
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected L2-UVP values in %, >= 0, as a number or a "
+                                         f"comma list such as 1,0.5; got {text!r}")
+    return values
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -33,6 +46,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             p.add_argument("--all", action="store_true",
                            help="every D = 2 ... 128, with the paper's published table")
         p.add_argument("--steps", type=int, default=None)
+        p.add_argument("--eval-every", type=int, default=None,
+                       help="evaluate (and log) every N steps (default: train.eval_every's "
+                            "default); how finely --target-l2-uvp is timed")
+        p.add_argument("--target-l2-uvp", type=_l2_uvp_targets, action="append", default=[],
+                       metavar="X[,X...]",
+                       help="also report seconds_to_target and step_to_target: the run's wall "
+                            "time and step at its first evaluation with L2-UVP <= X %% (null "
+                            "if none); repeatable")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="auto")
         p.add_argument("--out", default=None, help="also write a run folder here")
@@ -64,14 +85,17 @@ def _bench_one(args: argparse.Namespace, dim: int) -> dict:
     from otmap.experiments.config import RunConfig
     from otmap.train.config import TrainConfig
 
-    steps = {} if args.steps is None else {"steps": args.steps}
-    train = TrainConfig(seed=args.seed, device=args.device, **steps)
+    options = {} if args.steps is None else {"steps": args.steps}
+    if args.eval_every is not None:
+        options.update(eval_every=args.eval_every, log_every=args.eval_every)
+    train = TrainConfig(seed=args.seed, device=args.device, **options)
     spec = {"name": args.pair, "dim": dim, "seed": args.seed}
     if getattr(args, "root", None) is not None:
         spec["root"] = args.root
     out = args.out if args.out is None or not getattr(args, "all", False) else f"{args.out}/{dim}"
     config = RunConfig(name=f"bench-{args.pair}-{dim}", benchmark=spec, train=train)
-    _, summary = runner.run(config, out, progress=not args.quiet)
+    targets = [x for values in args.target_l2_uvp for x in values]
+    _, summary = runner.run(config, out, progress=not args.quiet, target_l2_uvp=targets)
     summary.update({"pair": args.pair, "dim": dim})
     return summary
 
@@ -79,10 +103,13 @@ def _bench_one(args: argparse.Namespace, dim: int) -> dict:
 def _bench_line(summary: dict) -> str:
     inverse = (f"  inverse L2-UVP {summary['inverse_l2_uvp']:.3f}%"
                if "inverse_l2_uvp" in summary else "")
+    reached = [f"L2-UVP <= {x}%: " + ("not reached" if seconds is None else
+                                      f"{seconds:.1f} s (step {summary['step_to_target'][x]})")
+               for x, seconds in summary.get("seconds_to_target", {}).items()]
     return (f"{summary['pair']} dim {summary['dim']}: L2-UVP {summary['l2_uvp']:.3f}%  "
             f"cos {summary['cos']:.4f}{inverse}  ({summary['steps']} steps, "
             f"{summary['seconds']:.0f} s); linear (Bures) baseline L2-UVP "
-            f"{summary['bures_l2_uvp']:.3f}%")
+            f"{summary['bures_l2_uvp']:.3f}%" + "".join(f"; {r}" for r in reached))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -28,6 +32,40 @@ def free_run_dir(root: str | Path, name: str) -> Path:
     return path
 
 
+def time_to_targets(rows: list[dict], targets: Sequence[float],
+                    metric: str = "l2_uvp") -> dict[str, dict[str, float | int | None]]:
+    """For each target value X (key ``f"{X:g}"``): the ``time`` (wall seconds since the run's
+    start, 2 decimals) and the ``step`` of the first of the run's metrics ``rows`` whose
+    ``metric`` is at most X; None where no evaluation reached it.
+
+    Returns ``{"seconds_to_target": {X: seconds}, "step_to_target": {X: step}}``."""
+    out: dict[str, dict[str, float | int | None]] = {"seconds_to_target": {},
+                                                      "step_to_target": {}}
+    for target in targets:
+        row = next((r for r in rows if metric in r and r[metric] <= target), None)
+        key = f"{target:g}"
+        out["seconds_to_target"][key] = None if row is None else round(row["time"], 2)
+        out["step_to_target"][key] = None if row is None else row["step"]
+    return out
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The rows of a run folder's ``metrics.jsonl``."""
+    text = (Path(run_dir) / "metrics.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+@contextlib.contextmanager
+def _metrics_folder(run_dir: str | Path | None, needed: bool) -> Iterator[str | Path | None]:
+    """``run_dir``; without one, a temporary run folder (removed afterwards) when the
+    metrics rows are ``needed``, else None."""
+    if run_dir is not None or not needed:
+        yield run_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="otmap-run-") as folder:
+        yield folder
+
+
 def _with_live_test_picture(test: HeldOutSet, run_dir: str | Path | None, name: str):
     """``test.evaluate``, also redrawing ``plots/latest/test.png`` (input | output | truth rows
     of the held-out part) at each evaluation, with the random streams left as they were."""
@@ -43,10 +81,19 @@ def _with_live_test_picture(test: HeldOutSet, run_dir: str | Path | None, name: 
 
 
 def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
-        progress: bool = True) -> tuple[TransportResult, dict]:
+        progress: bool = True,
+        target_l2_uvp: Sequence[float] = ()) -> tuple[TransportResult, dict]:
     """Fit the experiment ``config`` describes; returns the result and a summary dict
     (final metrics, steps, seconds, rollbacks; for benchmark pairs L2-UVP and cos, of the
-    inverse map too where the result has one, and the linear Bures map's)."""
+    inverse map too where the result has one, and the linear Bures map's).
+
+    ``target_l2_uvp``: values X (benchmark pairs only) for which the summary gives
+    ``seconds_to_target`` and ``step_to_target`` (:func:`time_to_targets` on the run's
+    metrics rows: the first evaluation with l2_uvp <= X; evaluations come every
+    ``train.eval_every`` steps and their time counts in the run's). Without ``run_dir`` the
+    rows are kept in a temporary run folder, so the run writes what a run folder holds (the
+    time includes it, as with a run folder).
+    """
     evaluator = None
     pair = None
     if config.benchmark is not None:
@@ -63,6 +110,9 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
         def evaluator(result: TransportResult, x: Tensor, y: Tensor) -> dict[str, float]:
             return pair.score(result.transport, n=4096)
     else:
+        if target_l2_uvp:
+            raise InputError("a target L2-UVP needs a benchmark pair, whose true map the run's "
+                             "evaluations score")
         if config.source is None or config.target is None:
             raise InputError("a run needs source and target data specs, or a benchmark")
         source = sampler_from_spec(config.source, "source")
@@ -71,18 +121,23 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
     if test is not None:
         evaluator = _with_live_test_picture(test, run_dir, config.name)
     start = time.perf_counter()
-    result = fit(source, target, config.train, cost=config.cost, map=config.map,
-                 potential=config.potential, run_dir=run_dir, resume=resume, progress=progress,
-                 evaluator=evaluator,
-                 record={"name": config.name, "description": config.description,
-                         "source": config.source, "target": config.target,
-                         "benchmark": config.benchmark, "test": config.test})
-    summary = {"name": config.name, "steps": config.train.steps,
-               "seconds": round(time.perf_counter() - start, 2),
-               "rollbacks": (result.training or {}).get("rollbacks", 0)}
-    ranks = Ranks.from_env()  # fit has left the process group: rank 0 scores alone
-    if not ranks.is_main:
-        return result, summary
+    with _metrics_folder(run_dir, bool(target_l2_uvp)) as folder:
+        result = fit(source, target, config.train, cost=config.cost, map=config.map,
+                     potential=config.potential, run_dir=folder, resume=resume,
+                     progress=progress, evaluator=evaluator,
+                     record={"name": config.name, "description": config.description,
+                             "source": config.source, "target": config.target,
+                             "benchmark": config.benchmark, "test": config.test})
+        summary = {"name": config.name, "steps": config.train.steps,
+                   "seconds": round(time.perf_counter() - start, 2),
+                   "rollbacks": (result.training or {}).get("rollbacks", 0)}
+        ranks = Ranks.from_env()  # fit has left the process group: rank 0 scores alone
+        if not ranks.is_main:
+            return result, summary
+        if target_l2_uvp:
+            summary.update(time_to_targets(read_metrics(folder), target_l2_uvp))
+    if folder is not run_dir:  # the temporary folder is gone
+        result.run_dir = None
     if pair is not None:
         summary.update(pair.score(result.transport, n=4096))
         if result.invertible:

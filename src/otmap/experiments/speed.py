@@ -6,11 +6,17 @@ and otmap's step loop each run in a fresh process (one after the other), so that
 process's peak resident memory is that measurement's own; on a GPU peak memory is
 ``torch.cuda.max_memory_allocated`` over the training steps. The ratio is otmap's steps per
 second over the plain loop's, both measured in the same run.
+
+Utilisation: the FLOPs of one training step (torch's ``FlopCounterMode`` over one
+``train_step``: its map updates and the potential update, forward and backward; matrix products
+and convolutions only) times the steps per second, over the machine's peak FLOP/s on a large
+matrix product in the same precision (measured once per run, in a process of its own).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import sys
 import time
@@ -19,14 +25,17 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from otmap.benchmarks.registry import benchmark_pair
 from otmap.core.costs import Cost
+from otmap.core.solver import NeuralOT, SampleFn
 from otmap.data import Sampler
 from otmap.data.specs import sampler_from_spec
 from otmap.errors import InputError
 from otmap.experiments.config import RunConfig
 from otmap.experiments.recipes import load_run_config
+from otmap.train.acceleration import synchronize
 from otmap.train.config import TrainConfig
 from otmap.train.distributed import resolve_device
 from otmap.train.fit import Setup, prepare
@@ -34,8 +43,12 @@ from otmap.train.trainer import Trainer
 
 #: untimed steps before the timed ones (allocations, Adam state, oneDNN/cuDNN kernel choice)
 WARMUP = 10
-
-Measure = Callable[[RunConfig, int, int], dict]
+#: side of the square matrices of the peak FLOP/s measurement, by device type
+PEAK_SIZES = {"cpu": 2048, "cuda": 8192}
+#: seconds of matrix products per precision in the peak measurement
+PEAK_SECONDS = 1.0
+#: the dtypes of the precisions a measurement reports
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -79,22 +92,17 @@ def _samplers(config: RunConfig) -> tuple[Sampler, Sampler]:
     return sampler_from_spec(config.source, "source"), sampler_from_spec(config.target, "target")
 
 
-def _prepare(config: RunConfig, source: object, target: object, steps: int,
-             **options: object) -> Setup:
-    """:func:`otmap.prepare` with the recipe's cost, networks and training options, ``steps``
-    outer steps (the length of the learning-rate schedule) and ``options`` overriding."""
-    train = {**dataclasses.asdict(config.train), "steps": steps, **options}
+def _prepare(config: RunConfig, source: object, target: object, **options: object) -> Setup:
+    """:func:`otmap.prepare` with the recipe's cost, networks and training options, ``options``
+    overriding. The recipe's ``steps`` stay: the learning-rate schedule and
+    ``precision="auto"``'s choice (measured for long runs only) are those of its run."""
+    train = {**dataclasses.asdict(config.train), **options}
     return prepare(source, target, cost=config.cost, map=config.map,
                    potential=config.potential, **train)
 
 
 def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -134,18 +142,62 @@ def _summary(steps: int, warmup: int, seconds: float, device: torch.device,
             "map_change": changes[0], "potential_change": changes[1]}
 
 
+def count_step_flops(solver: NeuralOT, sample_source: SampleFn,
+                     sample_target: SampleFn) -> int:
+    """FLOPs of one ``solver.train_step`` (its ``k_map`` map updates and the potential update,
+    forward and backward) as ``FlopCounterMode`` counts them: matrix products and convolutions,
+    two per multiply-add, and only the gradients autograd computes; element-wise work and the
+    optimiser are not counted. The step is taken: the networks are updated."""
+    with FlopCounterMode(display=False) as counter:
+        solver.train_step(sample_source, sample_target)
+    return counter.get_total_flops()
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype, seconds: float = PEAK_SECONDS) -> float:
+    """The device's FLOP/s on square matrix products in ``dtype`` (side from
+    :data:`PEAK_SIZES`): the fastest of groups of products (each group about 20 ms or one
+    product) timed over about ``seconds``, after a warm-up product."""
+    n = PEAK_SIZES.get(device.type, PEAK_SIZES["cpu"])
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+
+    def timed(count: int) -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(count):
+            torch.mm(a, b)
+        synchronize(device)
+        return time.perf_counter() - start
+
+    group = max(1, math.ceil(0.02 / timed(1)))
+    best, spent = math.inf, 0.0
+    while spent < seconds:
+        elapsed = timed(group)
+        best, spent = min(best, elapsed / group), spent + elapsed
+    return 2 * n**3 / best
+
+
+def peak_gflops(device: str, precisions: list[str]) -> dict[str, float]:
+    """:func:`peak_flops` in GFLOP/s (1 decimal) for each of ``precisions`` (``fp32``,
+    ``bf16``)."""
+    return {name: round(peak_flops(torch.device(device), DTYPES[name]) / 1e9, 1)
+            for name in precisions}
+
+
 def measure_ours(config: RunConfig, steps: int, warmup: int) -> dict:
     """otmap's training loop: the trainer's batch functions and ``NeuralOT.train_step``, with
     the statistics read on the host only every ``log_every`` steps (and at the last step), as
     :meth:`Trainer.run` does, without its evaluations.
 
     Returns steps, warmup, seconds, steps_per_s, peak_mib, memory (what peak_mib measures),
-    the last step's losses and the change of each network's parameter sum.
-    Runs in the calling process: on a CPU peak_mib is the process's peak so far.
+    the last step's losses, the change of each network's parameter sum, the precision (with
+    ``precision_seconds`` and ``precision_speedup``, the timings of ``precision="auto"``'s
+    choice, or None),
+    channels_last and ``flops_per_step`` (:func:`count_step_flops`, on one more step after the
+    timed ones). Runs in the calling process: on a CPU peak_mib is the process's peak so far.
     """
     _check_counts(steps, warmup)
     source, target = _samplers(config)
-    setup = _prepare(config, source, target, warmup + steps)
+    setup = _prepare(config, source, target)
     trainer = Trainer(setup.solver, setup.source, setup.target, setup.config, setup.result,
                       run_dir=None, record=setup.record, progress=False, ranks=setup.ranks,
                       channels_last=setup.channels_last)
@@ -157,20 +209,23 @@ def measure_ours(config: RunConfig, steps: int, warmup: int) -> dict:
     _reset_peak(device)
     for _ in range(warmup):
         solver.train_step(sample_x, sample_y)
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for i in range(steps):
         stats = solver.train_step(sample_x, sample_y)
         if solver.step % log_every == 0 or i == steps - 1:
             row = {k: float(v) for k, v in stats.items()}
-    _synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     changes = (abs(_checksum(solver.map) - before[0]),
                abs(_checksum(solver.potential) - before[1]))
-    return {**_summary(steps, warmup, seconds, device,
-                       (row["loss_map"], row["loss_potential"]), changes),
-            "precision": "bf16" if solver.autocast_dtype else "fp32",
-            "channels_last": setup.channels_last}
+    summary = _summary(steps, warmup, seconds, device,
+                       (row["loss_map"], row["loss_potential"]), changes)
+    return {**summary, "precision": setup.precision.precision,
+            "precision_seconds": setup.precision.seconds_per_step,
+            "precision_speedup": setup.precision.speedup,
+            "channels_last": setup.channels_last,
+            "flops_per_step": count_step_flops(solver, sample_x, sample_y)}
 
 
 def _requires_grad(module: nn.Module, flag: bool) -> None:
@@ -203,7 +258,7 @@ def measure_plain(config: RunConfig, steps: int, warmup: int) -> dict:
         raise InputError(f"the plain loop does not implement train.{', train.'.join(unsupported)}")
     source, target = _samplers(config)
     # callables, so that prepare leaves in-memory data sets on the CPU as the reference does
-    setup = _prepare(config, source.sample, target.sample, warmup + steps,
+    setup = _prepare(config, source.sample, target.sample,
                      channels_last=False, precision="fp32", compile=False, ema_decay=None)
     solver, train = setup.solver, setup.config
     t, f, cost, q = solver.map, solver.potential, solver.cost, solver.embedding
@@ -244,11 +299,11 @@ def measure_plain(config: RunConfig, steps: int, warmup: int) -> dict:
     _reset_peak(device)
     for _ in range(warmup):
         step()
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     changes = abs(_checksum(t) - before[0]), abs(_checksum(f) - before[1])
     return {**_summary(steps, warmup, seconds, device,
@@ -256,25 +311,32 @@ def measure_plain(config: RunConfig, steps: int, warmup: int) -> dict:
             "logged": len(potential_losses)}
 
 
-def _in_child(measure: Measure, config: RunConfig, steps: int, warmup: int,
-              threads: int) -> dict:
+def _in_child(threads: int, function: Callable[..., dict], *args: object) -> dict:
     torch.set_num_threads(threads)
-    return measure(config, steps, warmup)
+    return function(*args)
 
 
-def _isolated(measure: Measure, config: RunConfig, steps: int, warmup: int,
-              threads: int) -> dict:
-    """``measure(config, steps, warmup)`` in a fresh (spawned) process with ``threads``
-    intra-op threads; returns its result and re-raises its errors."""
+def _isolated(threads: int, function: Callable[..., dict], *args: object) -> dict:
+    """``function(*args)`` in a fresh (spawned) process with ``threads`` intra-op threads;
+    returns its result and re-raises its errors."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(_in_child, (measure, config, steps, warmup, threads))
+        return pool.apply(_in_child, (threads, function, *args))
+
+
+def _add_utilisation(loop: dict, flops: int, peak: float) -> None:
+    """``achieved_gflops`` (``flops`` per step times the loop's steps per second) and
+    ``utilisation`` (over ``peak`` GFLOP/s) into a loop's result."""
+    achieved = flops * loop["steps_per_s"] / 1e9
+    loop.update(achieved_gflops=round(achieved, 3), utilisation=round(achieved / peak, 4))
 
 
 def speed_bench(cases: list[str], steps: int | None = None, device: str = "auto",
                 threads: int | None = None, *, warmup: int = WARMUP,
                 progress: bool = False) -> dict:
-    """Measure the plain loop, then otmap's, for each case, each in its own process.
+    """Measure the plain loop, then otmap's, for each case, each in its own process; then the
+    peak FLOP/s (:func:`peak_flops`) in float32 and in each precision otmap's loop ran, in a
+    process of its own.
 
     Args:
         cases: names in :data:`CASES`.
@@ -285,8 +347,12 @@ def speed_bench(cases: list[str], steps: int | None = None, device: str = "auto"
         progress: say on stderr what is being measured.
 
     Returns:
-        ``{"device", "threads", "torch", <case>: {"ours": {...}, "plain": {...}},
-        <case>_ratio: ours steps/s over plain steps/s (3 decimals), ...}``.
+        ``{"device", "threads", "torch", "peak_gflops": {precision: GFLOP/s}, <case>:
+        {"flops_per_step", "ours": {...}, "plain": {...}}, <case>_ratio: ours steps/s over
+        plain steps/s (3 decimals), <case>_utilisation: ours achieved FLOP/s over the peak in
+        its precision (4 decimals), ...}``; each loop's result has ``achieved_gflops``
+        (flops_per_step times its steps/s) and ``utilisation`` (the plain loop's against the
+        float32 peak).
     """
     unknown = [name for name in cases if name not in CASES]
     if unknown or not cases:
@@ -306,24 +372,43 @@ def speed_bench(cases: list[str], steps: int | None = None, device: str = "auto"
             if progress:
                 print(f"otmap: speed {name} ({case.description}): {label} loop, "
                       f"{warmup} + {n} steps", file=sys.stderr, flush=True)
-            measured[label] = _isolated(measure, config, n, warmup, threads)
-        out[name] = {"ours": measured["ours"], "plain": measured["plain"]}
+            measured[label] = _isolated(threads, measure, config, n, warmup)
+        out[name] = {"flops_per_step": measured["ours"].pop("flops_per_step"),
+                     "ours": measured["ours"], "plain": measured["plain"]}
         out[f"{name}_ratio"] = round(measured["ours"]["steps_per_s"]
                                      / measured["plain"]["steps_per_s"], 3)
+    precisions = sorted({"fp32", *(out[name]["ours"]["precision"] for name in cases)})
+    if progress:
+        print(f"otmap: speed: peak FLOP/s of matrix products in {', '.join(precisions)}",
+              file=sys.stderr, flush=True)
+    out["peak_gflops"] = _isolated(threads, peak_gflops, device, precisions)
+    for name in cases:
+        case, flops = out[name], out[name]["flops_per_step"]
+        _add_utilisation(case["ours"], flops, out["peak_gflops"][case["ours"]["precision"]])
+        _add_utilisation(case["plain"], flops, out["peak_gflops"]["fp32"])
+        out[f"{name}_utilisation"] = case["ours"]["utilisation"]
     return out
 
 
 def format_table(result: dict) -> str:
     """The measured cases of a :func:`speed_bench` result as a text table."""
-    rows = [("case", "ours steps/s", "plain steps/s", "ratio", "ours MiB", "plain MiB")]
+    rows = [("case", "ours steps/s", "plain steps/s", "ratio", "ours MiB", "plain MiB",
+             "GFLOP/step", "ours GFLOP/s", "ours util", "plain util")]
     for name in CASES:
         if name in result:
             ours, plain = result[name]["ours"], result[name]["plain"]
             rows.append((name, f"{ours['steps_per_s']:.2f}", f"{plain['steps_per_s']:.2f}",
                          f"{result[f'{name}_ratio']:.3f}", f"{ours['peak_mib']:.0f}",
-                         f"{plain['peak_mib']:.0f}"))
+                         f"{plain['peak_mib']:.0f}", f"{result[name]['flops_per_step'] / 1e9:.3g}",
+                         f"{ours['achieved_gflops']:.3g}", f"{ours['utilisation']:.1%}",
+                         f"{plain['utilisation']:.1%}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
-    return "\n".join(lines) + (f"\n(device {result['device']}, {result['threads']} threads; "
-                               "ratio = ours / plain steps per second)")
+    peaks = ", ".join(f"{k} {v:.4g}" for k, v in result["peak_gflops"].items())
+    return "\n".join(lines) + (
+        f"\n(device {result['device']}, {result['threads']} threads; ratio = ours / plain steps "
+        f"per second; util = achieved FLOP/s over the peak in the loop's precision: {peaks} "
+        "GFLOP/s on square matrix products; ours ran in "
+        + ", ".join(f"{name} {result[name]['ours']['precision']}" for name in CASES
+                    if name in result) + ")")

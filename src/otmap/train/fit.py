@@ -72,30 +72,46 @@ def default_embedding(source_shape: tuple[int, ...], target_shape: tuple[int, ..
     )
 
 
+#: default noise dimension of a map conditioned on its noise (inject "condition"): KNOT's CUNet's
+CONDITION_NOISE_DIM = 128
+
+
 def _default_specs(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
                    map_spec: dict | None, potential_spec: dict | None,
                    stochastic: bool) -> tuple[dict, dict | None, dict]:
     """Network specs (merged over the defaults for the data's shapes) and the noise spec of a
     stochastic map. Vectors get MLPs; images a ResNet potential and a UNet (image -> image) or
-    an up-sampling generator (noise vector -> image)."""
+    an up-sampling generator (noise vector -> image). A stochastic image -> image map takes its
+    noise as extra input channels of the UNet, or, when the spec asks for it (``"name":
+    "CondUNet"`` or ``noise: {"inject": "condition"}``), as the noise vector conditioning a
+    :class:`~otmap.nets.CondUNet` (whose map is stochastic under any cost)."""
     map_spec, potential_spec = dict(map_spec or {}), dict(potential_spec or {})
     noise = map_spec.pop("noise", None)
-    if noise is None and stochastic:
+    conditioned = (map_spec.get("name") == "CondUNet"
+                   or (noise or {}).get("inject") == "condition")
+    if noise is None and (stochastic or conditioned):
         noise = {}
     image_in, image_out = len(source_shape) == 3, len(target_shape) == 3
     if noise is not None:
-        default_noise = {"noise_dim": 1, "inject": "channels"} if image_in else {
-            "noise_dim": source_shape[0], "inject": "concat"}
+        default_noise = ({"noise_dim": map_spec.get("noise_dim", CONDITION_NOISE_DIM),
+                          "inject": "condition"} if conditioned
+                         else {"noise_dim": 1, "inject": "channels"} if image_in
+                         else {"noise_dim": source_shape[0], "inject": "concat"})
         noise = {"noise_std": 1.0, **default_noise, **noise}
+        if conditioned and noise["inject"] != "condition":
+            raise InputError(f"a CondUNet map takes its noise as a condition: noise inject must "
+                             f"be 'condition', got {noise['inject']!r}")
     if image_out:
         c, h = target_shape[0], target_shape[1]
         potential_spec = {"name": "ResNetPotential", "in_channels": c,
                           "channels": _image_channels(h), **potential_spec}
         if image_in:
-            extra = noise["noise_dim"] if noise is not None else 0
-            map_spec = {"name": "UNet", "in_channels": source_shape[0] + extra,
-                        "out_channels": c, "channels": [64, 128, 256][: 1 + min(2, h // 8)],
-                        **map_spec}
+            # a UNet takes noise channels as extra inputs, a CondUNet its noise vector aside
+            net = ({"name": "CondUNet", "noise_dim": noise["noise_dim"]} if conditioned
+                   else {"name": "UNet"})
+            extra = noise["noise_dim"] if noise is not None and not conditioned else 0
+            map_spec = {**net, "in_channels": source_shape[0] + extra, "out_channels": c,
+                        "channels": [64, 128, 256][: 1 + min(2, h // 8)], **map_spec}
         elif len(source_shape) == 1:
             map_spec = {"name": "UpsampleGenerator", "nz": source_shape[0], "out_channels": c,
                         "size": h, "channels": _image_channels(h, 64, 256)[::-1], **map_spec}
@@ -138,6 +154,8 @@ class Setup:
     record: dict
     ranks: Ranks
     channels_last: bool
+    #: the precision the networks run in, and for ``precision="auto"`` what decided it
+    precision: acceleration.PrecisionChoice
 
 
 def prepare(source: Any, target: Any, config: TrainConfig | dict | None = None, *,
@@ -189,8 +207,13 @@ def prepare(source: Any, target: Any, config: TrainConfig | dict | None = None, 
     if dev.type == "cuda":
         source_s, target_s = on_device(source_s, dev), on_device(target_s, dev)
     solver = NeuralOT(transport_map.to(dev), f.to(dev), cost_obj, config,
-                      embedding=embedding.to(dev) if embedding is not None else None,
-                      autocast_dtype=acceleration.autocast_dtype(config.precision, dev))
+                      embedding=embedding.to(dev) if embedding is not None else None)
+    precision = acceleration.resolve_precision(
+        config.precision, solver, x0, y0, batch_size=config.batch_size,
+        channels_last=channels_last, ranks=runtime.ranks)
+    solver.autocast_dtype = precision.dtype
+    # the record names the precision chosen, as it does k_map's default (a resume runs it)
+    config = dataclasses.replace(config, precision=precision.precision)
     if config.compile:
         acceleration.compile_networks(
             transport_map, f,
@@ -211,14 +234,14 @@ def prepare(source: Any, target: Any, config: TrainConfig | dict | None = None, 
                              source_shape=source_shape, target_shape=target_shape,
                              config=full_record, run_dir=run_dir)
     return Setup(solver, source_s, target_s, config, result, full_record, runtime.ranks,
-                 channels_last)
+                 channels_last, precision)
 
 
 def describe(setup: Setup) -> str:
     """One line on how a run computes: device, precision, layout, processes and batch."""
     solver = setup.solver
     device = next(solver.map.parameters()).device
-    parts = [str(device), "bf16 autocast" if solver.autocast_dtype else "float32"]
+    parts = [str(device), setup.precision.describe()]
     if setup.channels_last:
         parts.append("channels-last")
     if setup.config.compile:
