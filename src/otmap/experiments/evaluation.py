@@ -39,8 +39,6 @@ from otmap.viz import plots
 
 #: seed of the test set's degradation, so every evaluation sees the same inputs
 TEST_SEED = 1234
-#: image sizes at which otmap's digits classifier (:class:`DigitsFeatures`) is trained
-DIGITS_CLASSIFIER_SIZES = (8, 16, 32)
 #: draws of z per test input for a stochastic map's diversity and posterior mean
 TEST_DRAWS = 8
 
@@ -146,7 +144,7 @@ def _require_image_metrics() -> None:
 def _classifier_type(dataset: str, size: int) -> type[DigitClassifier] | None:
     """otmap's classifier of ``dataset`` images of ``size`` (:class:`DigitsFeatures` for
     digits at 8, 16 or 32; :class:`MnistFeatures` for mnist5k at 8 or more), else None."""
-    if dataset == "digits" and size in DIGITS_CLASSIFIER_SIZES:
+    if dataset == "digits" and size in DigitsFeatures.SIZES:
         return DigitsFeatures
     if dataset == "mnist5k" and size >= MnistFeatures.MIN_SIZE:
         return MnistFeatures

@@ -239,13 +239,15 @@ class DigitsFeatures(DigitClassifier):
     PREFIX, STEM, FORMAT = "digits", "digits-cnn", _DIGITS_FORMAT
     #: fraction of the 1797 digits held out from training to measure ``accuracy``
     HELD_OUT = 0.2
+    #: the image sizes the classifier is trained at
+    SIZES = (8, 16, 32)
 
     def __init__(self, size: int = 16) -> None:
         super().__init__(size)
 
     @classmethod
     def _check_size(cls, size: int) -> int:
-        return check_choice("DigitsFeatures size", size, (8, 16, 32))
+        return check_choice("DigitsFeatures size", size, cls.SIZES)
 
     @classmethod
     def _training_data(cls, size: int,
