@@ -1,6 +1,7 @@
 """``otmap bench speed``: both loops run and train the same networks on the same batches, the
 reported steps per second are the timed steps over the time they took (warmup excluded), peak
-memory is the process's, and the JSON result names each measured case's ratio."""
+memory is the process's, the JSON result names each measured case's ratio, otmap's loop runs
+in the precision asked, and a profile names operators with their share of the step."""
 
 from __future__ import annotations
 
@@ -243,3 +244,89 @@ def test_cuda_measurement_counts_the_flops_of_the_cpu_step(fp32_toy_config):
     assert on_gpu["memory"] == "cuda_max_allocated" and on_gpu["peak_mib"] > 0
     assert on_gpu["flops_per_step"] == on_cpu["flops_per_step"] > 0
     assert speed.peak_flops(torch.device("cuda"), torch.bfloat16, seconds=0.1) > 1e12
+
+
+def _with_precision(config, precision):
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
+
+
+def test_ours_runs_in_the_precision_asked(fp32_toy_config):
+    """bf16 is reported and computed: its first step's losses differ from float32's (which
+    are the plain loop's), and float32 stays float32."""
+    fp32 = speed.measure_ours(fp32_toy_config, 1, 0)
+    bf16 = speed.measure_ours(_with_precision(fp32_toy_config, "bf16"), 1, 0)
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+    assert fp32["precision_speedup"] is None and bf16["precision_speedup"] is None  # not timed
+    assert bf16["loss_map"] != pytest.approx(fp32["loss_map"], rel=1e-4)
+    assert speed.measure_plain(fp32_toy_config, 1, 0)["precision"] == "fp32"
+
+
+def _check_profile(profile, steps):
+    assert profile["steps"] == steps and profile["ms_per_step"] > 0
+    ops = profile["ops"]
+    assert 0 < len(ops) <= speed.PROFILE_TOP
+    assert all(isinstance(op["op"], str) and op["op"] for op in ops)
+    assert all(0 < op["share"] <= 1 and op["self_ms"] >= 0 for op in ops)
+    assert sum(op["share"] for op in ops) <= 1
+    assert [op["share"] for op in ops] == sorted((op["share"] for op in ops), reverse=True)
+
+
+def test_profile_names_the_top_operators_of_a_linear_step():
+    """T(x) = W x + b, f(y) = v.y + c: the steps are taken, and the matrix products are among
+    the named operators."""
+    from otmap.core.maps import DeterministicMap
+
+    d = 5
+    f = torch.nn.Sequential(torch.nn.Linear(d, 1), torch.nn.Flatten(0))
+    solver = NeuralOT(DeterministicMap(torch.nn.Linear(d, d)), f, otmap.StrongQuadratic())
+    x, y = torch.randn(16, d), torch.randn(16, d)
+    profile = speed.profile_steps(solver, lambda: x, lambda: y, 3, top=30)
+    assert solver.step == 3
+    _check_profile({**profile, "ops": profile["ops"][:speed.PROFILE_TOP]}, 3)
+    assert len(profile["ops"]) > speed.PROFILE_TOP
+    assert {"aten::addmm", "aten::mm"} & {op["op"] for op in profile["ops"]}
+
+
+def test_ours_profiles_only_when_asked(fp32_toy_config):
+    assert "profile" not in speed.measure_ours(fp32_toy_config, 1, 0)
+    _check_profile(speed.measure_ours(fp32_toy_config, 1, 0, 2)["profile"], 2)
+
+
+def test_precisions_and_profile_steps_are_checked():
+    for precisions, match in ((["fp64"], "choose from"), (["fp32", "fp32"], "name each once"),
+                              ([], "choose from")):
+        with pytest.raises(InputError, match=match):
+            speed.speed_bench(["toy"], steps=1, device="cpu", precisions=precisions)
+    with pytest.raises(InputError, match="profile steps"):
+        speed.speed_bench(["toy"], steps=1, device="cpu", profile=-1)
+
+
+def test_main_rejects_an_unknown_precision(capsys):
+    assert main(["bench", "speed", "--cases", "toy", "--precision", "fp32,fp16"]) == 2
+    assert "fp16" in capsys.readouterr().err
+
+
+def test_main_measures_each_precision_asked_and_prints_profiles(capsys):
+    """--precision fp32,bf16: one plain loop per case, otmap's loop in each precision under
+    suffixed keys, each ratio against the same plain loop; --profile 2 lists operators in the
+    JSON and on stderr."""
+    argv = ["bench", "speed", "--cases", "toy", "--steps", "1", "--device", "cpu",
+            "--threads", "1", "--precision", "fp32,bf16", "--profile", "2", "--json", "--quiet"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["precisions"] == ["fp32", "bf16"]
+    assert "toy_ratio" not in result and "ours" not in result["toy"]
+    plain = result["toy"]["plain"]
+    assert plain["precision"] == "fp32"
+    assert set(result["peak_gflops"]) == {"fp32", "bf16"}
+    for precision in ("fp32", "bf16"):
+        ours = result["toy"][f"ours_{precision}"]
+        assert ours["precision"] == precision
+        assert result[f"toy_ratio_{precision}"] == round(
+            ours["steps_per_s"] / plain["steps_per_s"], 3)
+        assert result[f"toy_utilisation_{precision}"] == ours["utilisation"]
+        _check_profile(ours["profile"], 2)
+        assert f"profile of ours, toy {precision} ({precision}, 2 steps" in captured.err
+        assert f"toy {precision}: {precision}" in captured.err
+    assert ours["profile"]["ops"][0]["op"] in captured.err

@@ -72,6 +72,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of the measuring processes (default: torch's)")
+    p.add_argument("--precision", default="auto", metavar="P[,P...]",
+                   help="train.precision of otmap's loop: auto (default: the recipe's run's "
+                        "choice), fp32 or bf16, or a comma list such as fp32,auto to measure "
+                        "each (JSON keys then end in _<precision>); the plain loop runs in fp32")
+    p.add_argument("--profile", type=int, nargs="?", const=speed.PROFILE_STEPS, default=0,
+                   metavar="STEPS",
+                   help="also profile STEPS more of otmap's steps per case (default "
+                        f"{speed.PROFILE_STEPS}) and list the top {speed.PROFILE_TOP} operators "
+                        "by self CPU time with their share of the step")
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=run_speed)
@@ -138,13 +147,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_speed(args: argparse.Namespace) -> int:
-    """``otmap bench speed``: :func:`otmap.experiments.speed.speed_bench` on the chosen cases;
-    a table on stderr; with ``--json`` the result as the last line of stdout."""
+    """``otmap bench speed``: :func:`otmap.experiments.speed.speed_bench` on the chosen cases
+    and precisions; a table (and with ``--profile`` the profiles) on stderr; with ``--json``
+    the result as the last line of stdout."""
     single_process("bench speed")
     cases = [name.strip() for name in args.cases.split(",") if name.strip()]
+    precisions = [name.strip() for name in args.precision.split(",") if name.strip()]
     result = speed.speed_bench(cases, args.steps, args.device, args.threads,
+                               precisions=precisions, profile=args.profile,
                                progress=not args.quiet)
     print(speed.format_table(result), file=sys.stderr)
+    if args.profile:
+        print(speed.format_profile(result), file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     return 0

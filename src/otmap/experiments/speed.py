@@ -11,6 +11,11 @@ Utilisation: the FLOPs of one training step (torch's ``FlopCounterMode`` over on
 ``train_step``: its map updates and the potential update, forward and backward; matrix products
 and convolutions only) times the steps per second, over the machine's peak FLOP/s on a large
 matrix product in the same precision (measured once per run, in a process of its own).
+
+Precision: otmap's loop runs in each precision asked for (``train.precision``: ``auto``, the
+default, ``fp32`` or ``bf16``), the plain loop always in float32, as the reference notebooks.
+Profile (optional): torch.profiler over a few more of otmap's steps names the operators that
+take the most self CPU time, with their share of the step.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import math
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,11 +40,12 @@ from otmap.data.specs import sampler_from_spec
 from otmap.errors import InputError
 from otmap.experiments.config import RunConfig
 from otmap.experiments.recipes import load_run_config
-from otmap.train.acceleration import synchronize
+from otmap.train.acceleration import PRECISIONS, synchronize
 from otmap.train.config import TrainConfig
 from otmap.train.distributed import resolve_device
 from otmap.train.fit import Setup, prepare
 from otmap.train.trainer import Trainer
+from otmap.utils.checks import check_int
 
 #: untimed steps before the timed ones (allocations, Adam state, oneDNN/cuDNN kernel choice)
 WARMUP = 10
@@ -49,6 +55,10 @@ PEAK_SIZES = {"cpu": 2048, "cuda": 8192}
 PEAK_SECONDS = 1.0
 #: the dtypes of the precisions a measurement reports
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+#: otmap steps profiled per measurement of otmap's loop with ``--profile`` and no count
+PROFILE_STEPS = 5
+#: operators a profile lists
+PROFILE_TOP = 8
 
 
 @dataclass(frozen=True)
@@ -126,11 +136,24 @@ def _checksum(module: nn.Module) -> float:
     return float(sum(p.detach().double().sum() for p in module.parameters()))
 
 
-def _check_counts(steps: int, warmup: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise InputError(f"warmup must be a non-negative integer, got {warmup!r}")
+def _check_counts(steps: int, warmup: int, profile_steps: int = 0) -> None:
+    """:class:`InputError` unless the step counts of one measurement are integers in range."""
+    check_int("steps", steps, 1)
+    check_int("warmup", warmup, 0)
+    check_int("profile steps", profile_steps, 0)
+
+
+def _check_precisions(precisions: Sequence[str]) -> list[str]:
+    """The precisions asked for otmap's loop, as a list; :class:`InputError` for an unknown
+    or repeated name, or none."""
+    names = [precisions] if isinstance(precisions, str) else list(precisions)
+    unknown = [name for name in names if name not in PRECISIONS]
+    if unknown or not names:
+        raise InputError(f"unknown precision(s) {unknown} for otmap's loop; choose from "
+                         f"{list(PRECISIONS)}, one or a comma list such as fp32,auto")
+    if len(set(names)) < len(names):
+        raise InputError(f"precisions {names} name one twice; name each once")
+    return names
 
 
 def _summary(steps: int, warmup: int, seconds: float, device: torch.device,
@@ -151,6 +174,33 @@ def count_step_flops(solver: NeuralOT, sample_source: SampleFn,
     with FlopCounterMode(display=False) as counter:
         solver.train_step(sample_source, sample_target)
     return counter.get_total_flops()
+
+
+def profile_steps(solver: NeuralOT, sample_source: SampleFn, sample_target: SampleFn,
+                  steps: int, top: int = PROFILE_TOP) -> dict:
+    """torch.profiler (CPU activity) over ``steps`` more ``solver.train_step`` calls (the
+    networks are updated): the ``top`` operators by self CPU time.
+
+    Returns ``{"steps", "ms_per_step": wall time per profiled step (the profiler's overhead
+    included), "ops": [{"op", "self_ms": its self CPU time per step, "share"}, ...]}``, the
+    largest first. ``share`` is the
+    operator's self time over the profiled steps' wall time, or over all operators' self time
+    where that is larger (threads that overlap), so shares lie in (0, 1] and sum to at most 1;
+    the rest is Python and time outside any operator."""
+    device = _device(solver.map)
+    synchronize(device)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as recorded:
+        start = time.perf_counter()
+        for _ in range(steps):
+            solver.train_step(sample_source, sample_target)
+        synchronize(device)
+        wall = time.perf_counter() - start
+    events = sorted((e for e in recorded.key_averages() if e.self_cpu_time_total > 0),
+                    key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = max(wall, sum(e.self_cpu_time_total for e in events) / 1e6)
+    ops = [{"op": e.key, "self_ms": round(e.self_cpu_time_total / 1e3 / steps, 3),
+            "share": float(f"{e.self_cpu_time_total / 1e6 / total:.4g}")} for e in events[:top]]
+    return {"steps": steps, "ms_per_step": round(1e3 * wall / steps, 3), "ops": ops}
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype, seconds: float = PEAK_SECONDS) -> float:
@@ -183,19 +233,21 @@ def peak_gflops(device: str, precisions: list[str]) -> dict[str, float]:
             for name in precisions}
 
 
-def measure_ours(config: RunConfig, steps: int, warmup: int) -> dict:
+def measure_ours(config: RunConfig, steps: int, warmup: int, profile: int = 0) -> dict:
     """otmap's training loop: the trainer's batch functions and ``NeuralOT.train_step``, with
     the statistics read on the host only every ``log_every`` steps (and at the last step), as
-    :meth:`Trainer.run` does, without its evaluations.
+    :meth:`Trainer.run` does, without its evaluations, in ``config.train.precision``.
 
     Returns steps, warmup, seconds, steps_per_s, peak_mib, memory (what peak_mib measures),
     the last step's losses, the change of each network's parameter sum, the precision (with
     ``precision_seconds`` and ``precision_speedup``, the timings of ``precision="auto"``'s
     choice, or None),
     channels_last and ``flops_per_step`` (:func:`count_step_flops`, on one more step after the
-    timed ones). Runs in the calling process: on a CPU peak_mib is the process's peak so far.
+    timed ones); with ``profile`` steps, also ``profile`` (:func:`profile_steps` on that many
+    more steps). Runs in the calling process: on a CPU peak_mib is the process's peak so far
+    (read before the counted and profiled steps).
     """
-    _check_counts(steps, warmup)
+    _check_counts(steps, warmup, profile)
     source, target = _samplers(config)
     setup = _prepare(config, source, target)
     trainer = Trainer(setup.solver, setup.source, setup.target, setup.config, setup.result,
@@ -221,11 +273,14 @@ def measure_ours(config: RunConfig, steps: int, warmup: int) -> dict:
                abs(_checksum(solver.potential) - before[1]))
     summary = _summary(steps, warmup, seconds, device,
                        (row["loss_map"], row["loss_potential"]), changes)
-    return {**summary, "precision": setup.precision.precision,
-            "precision_seconds": setup.precision.seconds_per_step,
-            "precision_speedup": setup.precision.speedup,
-            "channels_last": setup.channels_last,
-            "flops_per_step": count_step_flops(solver, sample_x, sample_y)}
+    result = {**summary, "precision": setup.precision.precision,
+              "precision_seconds": setup.precision.seconds_per_step,
+              "precision_speedup": setup.precision.speedup,
+              "channels_last": setup.channels_last,
+              "flops_per_step": count_step_flops(solver, sample_x, sample_y)}
+    if profile:
+        result["profile"] = profile_steps(solver, sample_x, sample_y, profile)
+    return result
 
 
 def _requires_grad(module: nn.Module, flag: bool) -> None:
@@ -248,7 +303,8 @@ def measure_plain(config: RunConfig, steps: int, warmup: int) -> dict:
     draw, contiguous NCHW float32, no compile, no EMA, two potential calls in the potential
     step and both losses read with ``.item()`` at every step.
 
-    Returns what :func:`measure_ours` returns, plus ``logged``: the number of logged steps
+    Returns what :func:`measure_ours` returns but its precision details (``precision`` is
+    ``"fp32"``), channels_last and flops_per_step, plus ``logged``: the number of logged steps
     (warmup and timed).
     """
     _check_counts(steps, warmup)
@@ -308,7 +364,7 @@ def measure_plain(config: RunConfig, steps: int, warmup: int) -> dict:
     changes = abs(_checksum(t) - before[0]), abs(_checksum(f) - before[1])
     return {**_summary(steps, warmup, seconds, device,
                        (map_losses[-1], potential_losses[-1]), changes),
-            "logged": len(potential_losses)}
+            "precision": "fp32", "logged": len(potential_losses)}
 
 
 def _in_child(threads: int, function: Callable[..., dict], *args: object) -> dict:
@@ -331,77 +387,110 @@ def _add_utilisation(loop: dict, flops: int, peak: float) -> None:
     loop.update(achieved_gflops=round(achieved, 3), utilisation=round(achieved / peak, 4))
 
 
+def _suffix(precision: str, precisions: list[str]) -> str:
+    """The key suffix of otmap's loop in ``precision``: none when one precision is measured,
+    else ``_<precision>`` (``ours_fp32``, ``image_ratio_fp32``...)."""
+    return f"_{precision}" if len(precisions) > 1 else ""
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(f"otmap: speed {message}", file=sys.stderr, flush=True)
+
+
 def speed_bench(cases: list[str], steps: int | None = None, device: str = "auto",
-                threads: int | None = None, *, warmup: int = WARMUP,
-                progress: bool = False) -> dict:
-    """Measure the plain loop, then otmap's, for each case, each in its own process; then the
-    peak FLOP/s (:func:`peak_flops`) in float32 and in each precision otmap's loop ran, in a
-    process of its own.
+                threads: int | None = None, *, precisions: Sequence[str] = ("auto",),
+                warmup: int = WARMUP, profile: int = 0, progress: bool = False) -> dict:
+    """Measure the plain loop, then otmap's in each of ``precisions``, for each case, each in
+    its own process; then the peak FLOP/s (:func:`peak_flops`) in float32 and in each
+    precision otmap's loop ran, in a process of its own.
 
     Args:
         cases: names in :data:`CASES`.
         steps: timed steps per measurement (None: each case's default).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         threads: torch intra-op threads of the measuring processes (None: this process's).
+        precisions: ``train.precision`` of otmap's loop (``auto``, ``fp32``, ``bf16``), one
+            measurement each; the plain loop runs in float32.
         warmup: untimed steps before the timed ones.
+        profile: profile this many more steps of otmap's loop (:func:`profile_steps`; 0: none).
         progress: say on stderr what is being measured.
 
     Returns:
-        ``{"device", "threads", "torch", "peak_gflops": {precision: GFLOP/s}, <case>:
-        {"flops_per_step", "ours": {...}, "plain": {...}}, <case>_ratio: ours steps/s over
-        plain steps/s (3 decimals), <case>_utilisation: ours achieved FLOP/s over the peak in
-        its precision (4 decimals), ...}``; each loop's result has ``achieved_gflops``
-        (flops_per_step times its steps/s) and ``utilisation`` (the plain loop's against the
-        float32 peak).
+        ``{"device", "threads", "torch", "precisions": the precisions asked, "peak_gflops":
+        {precision: GFLOP/s}, <case>: {"flops_per_step", "ours": {...}, "plain": {...}},
+        <case>_ratio: ours steps/s over plain steps/s (3 decimals), <case>_utilisation: ours
+        achieved FLOP/s over the peak in its precision (4 decimals), ...}``; each loop's result
+        has ``precision`` (the one it ran in), ``achieved_gflops`` (flops_per_step times its
+        steps/s) and ``utilisation`` (the plain loop's against the float32 peak). With several
+        precisions, otmap's loop's keys carry the precision asked: ``ours_fp32``,
+        ``<case>_ratio_fp32``, ``<case>_utilisation_fp32``... (``flops_per_step`` is one per
+        case: it counts shapes, whatever the dtype).
     """
     unknown = [name for name in cases if name not in CASES]
     if unknown or not cases:
         raise InputError(f"unknown speed case(s) {unknown}; choose from {sorted(CASES)}")
+    precisions = _check_precisions(precisions)
     if steps is not None:
-        _check_counts(steps, warmup)
+        check_int("steps", steps, 1)
+    check_int("warmup", warmup, 0)
+    check_int("profile steps", profile, 0)
     if threads is not None and threads < 1:
         raise InputError(f"threads must be at least 1, got {threads}")
     device = str(resolve_device(device))
     threads = threads or torch.get_num_threads()
-    out: dict = {"device": device, "threads": threads, "torch": torch.__version__}
+    out: dict = {"device": device, "threads": threads, "torch": torch.__version__,
+                 "precisions": precisions}
+    ran = {"fp32"}
     for name in cases:
         case = CASES[name]
         config, n = case.config(device), steps or case.steps
-        measured = {}
-        for label, measure in (("plain", measure_plain), ("ours", measure_ours)):
-            if progress:
-                print(f"otmap: speed {name} ({case.description}): {label} loop, "
-                      f"{warmup} + {n} steps", file=sys.stderr, flush=True)
-            measured[label] = _isolated(threads, measure, config, n, warmup)
-        out[name] = {"flops_per_step": measured["ours"].pop("flops_per_step"),
-                     "ours": measured["ours"], "plain": measured["plain"]}
-        out[f"{name}_ratio"] = round(measured["ours"]["steps_per_s"]
-                                     / measured["plain"]["steps_per_s"], 3)
-    precisions = sorted({"fp32", *(out[name]["ours"]["precision"] for name in cases)})
-    if progress:
-        print(f"otmap: speed: peak FLOP/s of matrix products in {', '.join(precisions)}",
-              file=sys.stderr, flush=True)
-    out["peak_gflops"] = _isolated(threads, peak_gflops, device, precisions)
+        _say(progress, f"{name} ({case.description}): plain loop, fp32, {warmup} + {n} steps")
+        entry = out[name] = {"plain": _isolated(threads, measure_plain, config, n, warmup)}
+        for precision in precisions:
+            _say(progress, f"{name} ({case.description}): ours loop, precision {precision}, "
+                           f"{warmup} + {n} steps" + (f" + {profile} profiled" if profile else ""))
+            train = dataclasses.replace(config.train, precision=precision)
+            ours = _isolated(threads, measure_ours, dataclasses.replace(config, train=train), n,
+                             warmup, profile)
+            entry["flops_per_step"] = ours.pop("flops_per_step")
+            entry[f"ours{_suffix(precision, precisions)}"] = ours
+            out[f"{name}_ratio{_suffix(precision, precisions)}"] = round(
+                ours["steps_per_s"] / entry["plain"]["steps_per_s"], 3)
+            ran.add(ours["precision"])
+    _say(progress, f"peak FLOP/s of matrix products in {', '.join(sorted(ran))}")
+    out["peak_gflops"] = _isolated(threads, peak_gflops, device, sorted(ran))
     for name in cases:
-        case, flops = out[name], out[name]["flops_per_step"]
-        _add_utilisation(case["ours"], flops, out["peak_gflops"][case["ours"]["precision"]])
-        _add_utilisation(case["plain"], flops, out["peak_gflops"]["fp32"])
-        out[f"{name}_utilisation"] = case["ours"]["utilisation"]
+        entry, flops = out[name], out[name]["flops_per_step"]
+        _add_utilisation(entry["plain"], flops, out["peak_gflops"]["fp32"])
+        for precision in precisions:
+            ours = entry[f"ours{_suffix(precision, precisions)}"]
+            _add_utilisation(ours, flops, out["peak_gflops"][ours["precision"]])
+            out[f"{name}_utilisation{_suffix(precision, precisions)}"] = ours["utilisation"]
     return out
+
+
+def _measured(result: dict) -> list[tuple[str, str, str]]:
+    """``(case, label, key suffix)`` for each measurement of otmap's loop in a
+    :func:`speed_bench` result; the label names the precision asked when there were several."""
+    precisions = result["precisions"]
+    return [(name, name + (f" {precision}" if len(precisions) > 1 else ""),
+             _suffix(precision, precisions))
+            for name in CASES if name in result for precision in precisions]
 
 
 def format_table(result: dict) -> str:
     """The measured cases of a :func:`speed_bench` result as a text table."""
     rows = [("case", "ours steps/s", "plain steps/s", "ratio", "ours MiB", "plain MiB",
              "GFLOP/step", "ours GFLOP/s", "ours util", "plain util")]
-    for name in CASES:
-        if name in result:
-            ours, plain = result[name]["ours"], result[name]["plain"]
-            rows.append((name, f"{ours['steps_per_s']:.2f}", f"{plain['steps_per_s']:.2f}",
-                         f"{result[f'{name}_ratio']:.3f}", f"{ours['peak_mib']:.0f}",
-                         f"{plain['peak_mib']:.0f}", f"{result[name]['flops_per_step'] / 1e9:.3g}",
-                         f"{ours['achieved_gflops']:.3g}", f"{ours['utilisation']:.1%}",
-                         f"{plain['utilisation']:.1%}"))
+    for name, label, suffix in _measured(result):
+        ours, plain = result[name][f"ours{suffix}"], result[name]["plain"]
+        rows.append((label, f"{ours['steps_per_s']:.2f}", f"{plain['steps_per_s']:.2f}",
+                     f"{result[f'{name}_ratio{suffix}']:.3f}",
+                     f"{ours['peak_mib']:.0f}", f"{plain['peak_mib']:.0f}",
+                     f"{result[name]['flops_per_step'] / 1e9:.3g}",
+                     f"{ours['achieved_gflops']:.3g}", f"{ours['utilisation']:.1%}",
+                     f"{plain['utilisation']:.1%}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
@@ -409,6 +498,22 @@ def format_table(result: dict) -> str:
     return "\n".join(lines) + (
         f"\n(device {result['device']}, {result['threads']} threads; ratio = ours / plain steps "
         f"per second; util = achieved FLOP/s over the peak in the loop's precision: {peaks} "
-        "GFLOP/s on square matrix products; ours ran in "
-        + ", ".join(f"{name} {result[name]['ours']['precision']}" for name in CASES
-                    if name in result) + ")")
+        "GFLOP/s on square matrix products; plain ran in fp32, ours in "
+        + ", ".join(f"{label}: {result[name][f'ours{suffix}']['precision']}"
+                    for name, label, suffix in _measured(result))
+        + ")")
+
+
+def format_profile(result: dict) -> str:
+    """The profiles of otmap's loop in a :func:`speed_bench` result (``""`` if none): per
+    measurement, its operators by self CPU time with their share of the step."""
+    blocks = []
+    for name, label, suffix in _measured(result):
+        ours = result[name][f"ours{suffix}"]
+        if "profile" in ours:
+            prof = ours["profile"]
+            blocks.append(f"profile of ours, {label} ({ours['precision']}, {prof['steps']} "
+                          f"steps, {prof['ms_per_step']:.3g} ms/step wall), self CPU time:\n"
+                          + "\n".join(f"  {op['share']:6.1%}  {op['self_ms']:8.3f} ms  "
+                                      f"{op['op']}" for op in prof["ops"]))
+    return "\n".join(blocks)
