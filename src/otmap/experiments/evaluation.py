@@ -2,8 +2,9 @@
 
 Generation (``otmap eval``, :func:`evaluate_generator`): FID against real images the map never
 saw, in two feature spaces (a learned one, a digit classifier's by default, and an unlearned
-one, fixed random features of the pixels), each with the FID between two disjoint halves of the
-real data as its yardstick, and, with a digit classifier, which classes the samples cover.
+one, fixed random features of the pixels), each beside the FID that as many real images score
+against the same reference (what a perfect generator would get at this sample size), and, with
+a digit classifier, which classes the samples cover with a fair share of them.
 
 Restoration and translation (:class:`HeldOutSet`): a run's ``test`` spec names images the map
 never saw (a disjoint part of the dataset). For restoration they are the ground truth: the
@@ -17,8 +18,10 @@ outputs with the clean test images using otmap's digit classifier's features. A 
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,14 +36,19 @@ from otmap.metrics.features import (
     PixelFeatures,
     build_extractor,
 )
-from otmap.metrics.fid import fid
+from otmap.metrics.fid import compute_stats, fid
 from otmap.model.result import TransportResult
+from otmap.utils.checks import check_int
 from otmap.viz import plots
 
 #: seed of the test set's degradation, so every evaluation sees the same inputs
 TEST_SEED = 1234
 #: draws of z per test input for a stochastic map's diversity and posterior mean
 TEST_DRAWS = 8
+#: draws of real images (seed 0) whose mean FID to the reference is a generator's yardstick
+YARDSTICK_DRAWS = 5
+#: a class is covered when its share of the samples is at least this fraction of the uniform one
+COVERAGE_FRACTION = 0.25
 
 
 class HeldOutSet:
@@ -197,38 +205,105 @@ def _learned_extractor(features: str, dataset: str, size: int,
     return build_extractor(features, **kwargs)
 
 
+def _reference_part(target: dict, reference_part: tuple[float, float] | None) -> list[float]:
+    """The part of the target's dataset to compare with: ``reference_part`` (checked) or the
+    part training did not use (:func:`held_out_spec`)."""
+    if reference_part is None:
+        return held_out_spec(target)["part"]
+    part = list(reference_part)
+    if len(part) != 2 or not all(isinstance(v, numbers.Real) for v in part) or not (
+            0 <= part[0] < part[1] <= 1):
+        raise InputError(f"the reference part must be START, END with 0 <= START < END <= 1, "
+                         f"got {reference_part!r}: pass e.g. --reference-part 0.8,1")
+    return [float(v) for v in part]
+
+
+def _real_draws(target: dict, part: list[float], n: int) -> tuple[Tensor, list[Tensor]]:
+    """The real images of the target's dataset outside ``part`` (parts ``[0, start]`` and
+    ``[end, 1]``, disjoint from it) and :data:`YARDSTICK_DRAWS` seeded draws of ``n`` indices
+    into them."""
+    spec = {k: v for k, v in target.items() if k != "part"}
+    pool = [load_dataset(**spec, part=p) for p in ([0.0, part[0]], [part[1], 1.0]) if p[0] < p[1]]
+    available = sum(len(images) for images in pool)
+    if available < n:
+        fewer = f"n at most {available} (otmap eval --n {available}) or " if available > 1 else ""
+        raise InputError(
+            f"the FID yardstick scores {n} real images that are not in the reference (as many "
+            f"as the samples), and the dataset has {available} outside reference part {part}: "
+            f"pass {fewer}a smaller reference part (--reference-part)")
+    images = torch.cat(pool)
+    generator = torch.Generator().manual_seed(0)
+    return images, [torch.randperm(len(images), generator=generator)[:n]
+                    for _ in range(YARDSTICK_DRAWS)]
+
+
+def _scores(samples: Tensor, reference: Tensor, real: Tensor, draws: list[Tensor],
+            space: FeatureExtractor) -> dict[str, float]:
+    """FID of ``samples`` to ``reference`` in ``space`` (key ``""``), the mean and spread over
+    the ``draws`` (indices into ``real``) of their FID to it (``_real``,
+    ``_real_std``), and the ratio of the first to that mean (``_ratio``)."""
+    ref = compute_stats(reference, space)
+    score = compute_stats(samples, space).fid(ref)
+    yardstick = np.array([compute_stats(real[draw], space).fid(ref) for draw in draws])
+    return {"": score, "_real": float(yardstick.mean()),
+            "_real_std": float(yardstick.std(ddof=1)),
+            "_ratio": score / float(yardstick.mean())}
+
+
+def _coverage(classes: Tensor, num_classes: int, uniform_over: int) -> dict:
+    """``class_counts`` of the predicted ``classes [n]`` (``num_classes`` of them),
+    ``coverage_min_share`` (:data:`COVERAGE_FRACTION` of ``1 / uniform_over``) and
+    ``classes_covered``, the number of classes with at least that share of the samples."""
+    counts = torch.bincount(classes, minlength=num_classes)
+    covered = counts * uniform_over >= COVERAGE_FRACTION * len(classes)  # share >= min share
+    return {"classes_covered": int(covered.sum()), "class_counts": counts.tolist(),
+            "coverage_min_share": COVERAGE_FRACTION / uniform_over}
+
+
 def evaluate_generator(result: TransportResult, n: int = 1000, features: str = "digits",
                        reference_part: tuple[float, float] | None = None,
                        **feature_kwargs) -> dict:
-    """FID of ``n`` samples to held-out real images and the real-vs-real FID of two disjoint
-    halves of the whole dataset (their ratio: ~1 is as close as real data gets), in the
-    learned feature space ``features`` (keys ``fid``, ``fid_real_halves``, ``fid_ratio``; see
-    :func:`_learned_extractor`) and in fixed random pixel features (:class:`PixelFeatures`,
-    keys ``fid_pixels``, ...); with a digit classifier, the classes the samples cover."""
+    """Held-out scores of ``n`` samples of a generator, in the learned feature space
+    ``features`` (keys ``fid...``; see :func:`_learned_extractor`) and in fixed random pixel
+    features (:class:`PixelFeatures`, keys ``fid_pixels...``).
+
+    ``fid``: FID of the samples to the reference, the real images of ``reference_part`` of the
+    target's dataset (default: the part training did not use), ``n_reference`` of them.
+    ``fid_real``: the yardstick, the mean FID to the same reference of ``n_real = n`` real
+    images outside it, over ``real_draws`` (:data:`YARDSTICK_DRAWS`) seeded draws, so that both
+    sides of both FIDs have the same sizes (FID is biased upward for fewer samples; earlier
+    versions compared two halves of the whole set, ``fid_real_halves``, which made the ratio
+    unfair). ``fid_real_std``: its spread over the draws, about the sampling noise of ``fid``
+    itself. ``fid_ratio = fid / fid_real``: ~1 is as close as real data gets. ``n`` may not
+    exceed the real images outside the reference.
+
+    With a digit classifier as ``features``: ``class_counts`` (samples per predicted class),
+    ``classes_covered``, the classes with a share of the samples of at least
+    ``coverage_min_share``, :data:`COVERAGE_FRACTION` of the uniform share ``1 / K``, ``K`` the
+    number of the target's ``classes`` (all ten without them), so that a few stray samples
+    do not count as covering a class; and ``classifier_accuracy``.
+    """
     target = result.config.get("target")
     if not (isinstance(target, dict) and "dataset" in target):
         raise InputError("otmap eval --fid needs a run whose target is an image dataset spec")
-    spec = ({**target, "part": list(reference_part)} if reference_part is not None
-            else held_out_spec(target))
-    reference = load_dataset(**spec)
+    n = check_int("the number of samples n", n, 2, fix="pass e.g. otmap eval --n 1000")
+    part = _reference_part(target, reference_part)
+    reference = load_dataset(**{**target, "part": part})
+    real, draws = _real_draws(target, part, n)
+    samples = result.sample(n).clamp(-1, 1)  # first: building an extractor draws from torch's RNG
     extractor = _learned_extractor(features, target["dataset"], reference.shape[-1],
                                    **feature_kwargs)
-    samples = result.sample(n).clamp(-1, 1)
-    everything = load_dataset(**{k: v for k, v in target.items() if k != "part"})
-    order = torch.randperm(len(everything), generator=torch.Generator().manual_seed(0))
-    half_a, half_b = everything[order[: len(order) // 2]], everything[order[len(order) // 2:]]
     pixels = PixelFeatures()
-    out = {"n_samples": n, "n_reference": len(reference), "features": extractor.name,
-           "features_pixels": pixels.name}
+    out = {"n_samples": n, "n_reference": len(reference), "n_real": n,
+           "real_draws": len(draws), "features": extractor.name, "features_pixels": pixels.name}
     for key, space in (("fid", extractor), ("fid_pixels", pixels)):
-        out[key] = fid(samples, reference, space)
-        out[f"{key}_real_halves"] = fid(half_a, half_b, space)
-        out[f"{key}_ratio"] = out[key] / out[f"{key}_real_halves"]
+        scores = _scores(samples, reference, real, draws, space)
+        out.update({key + suffix: value for suffix, value in scores.items()})
     if isinstance(extractor, DigitClassifier):
         with torch.no_grad():
-            classes = extractor.classify(samples.to(extractor.device)).argmax(1).cpu()
-        counts = torch.bincount(classes, minlength=10)
-        out.update({"classes_covered": int((counts > 0).sum()),
-                    "class_counts": counts.tolist(),
-                    "classifier_accuracy": extractor.accuracy})
+            logits = extractor.classify(samples.to(extractor.device))
+        num_classes = logits.shape[1]
+        uniform_over = len(target["classes"]) if target.get("classes") else num_classes
+        out.update(_coverage(logits.argmax(1).cpu(), num_classes, uniform_over))
+        out["classifier_accuracy"] = extractor.accuracy
     return out
