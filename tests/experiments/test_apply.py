@@ -253,3 +253,24 @@ def test_non_image_map_errors(image_dir, tmp_path):
         apply_folder(result, image_dir, tmp_path / "out")
     with pytest.raises(InputError, match="batch_size"):
         apply_folder(_negating_result(1), image_dir, tmp_path / "out", batch_size=0)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"batch_size": 0}, r"batch_size must be a positive integer, got 0: pass the images mapped "
+                        r"at once \(--batch-size\)"),
+    ({"batch_size": 2.0}, r"batch_size must be a positive integer, got 2\.0"),
+    ({"batch_size": True}, r"batch_size must be a positive integer, got True"),
+    ({"samples": 0}, r"samples must be a positive integer, got 0: pass the draws per input"),
+    ({"on_error": "skp"}, r"unknown on_error 'skp' \(did you mean 'skip'\?\); choose one of "
+                          r"\['skip', 'fail'\]"),
+])
+def test_bad_options_name_the_fix(image_dir, tmp_path, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        apply_folder(_negating_result(1), image_dir, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_numpy_integers_are_counts(image_dir, tmp_path):
+    summary = apply_folder(_negating_result(1), image_dir, tmp_path / "out",
+                           batch_size=np.int64(2), progress=False)
+    assert summary["n_written"] == summary["n_files"] == 4

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from otmap.data.images import IMAGE_EXTENSIONS, read_image
 from otmap.errors import InputError, OTMapError
+from otmap.utils.checks import check_choice, check_positive_int
 from otmap.utils.files import atomic_write
 
 __all__ = ["apply_folder", "ON_ERROR"]
@@ -63,12 +64,6 @@ def _image_shape(shape: Sequence[int], which: str) -> tuple[int, int, int]:
             "vectors with result.transport(x); draw from a generative map with `otmap sample`"
         )
     return shape  # type: ignore[return-value]
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{what} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _find_images(root: Path, skip_dir: Path | None) -> list[Path]:
@@ -146,16 +141,17 @@ def apply_folder(result: Any, input_dir: str | os.PathLike, output_dir: str | os
     c_out, h_out, w_out = _image_shape(result.target_shape, "target")
     stochastic = bool(getattr(result.map, "stochastic", False))
     if samples is not None:
-        samples = _positive_int(samples, "samples")
+        samples = check_positive_int("samples", samples,
+                                     "pass the draws per input of a stochastic map (--samples K), "
+                                     "or leave it out for one")
         if not stochastic:
             raise InputError(
                 f"samples={samples} was given but the map is deterministic (one output per "
                 "input): leave samples out; only stochastic maps give several draws per input"
             )
-    batch_size = _positive_int(batch_size, "batch_size")
-    if on_error not in ON_ERROR:
-        raise InputError(f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, "
-                         f"got {on_error!r}")
+    batch_size = check_positive_int("batch_size", batch_size,
+                                    "pass the images mapped at once (--batch-size), e.g. 64")
+    check_choice("on_error", on_error, ON_ERROR)
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():

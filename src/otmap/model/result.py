@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,14 @@ class TransportResult:
 
     @property
     def device(self) -> torch.device:
-        return next(self.map.parameters()).device
+        """Where the map computes: the device of the map's first parameter, else of its first
+        buffer, else of the potential's first parameter or buffer, else the CPU (a map that
+        holds no tensors, such as ``nn.Identity``, runs wherever its input is)."""
+        for module in (self.map, self.potential):
+            if isinstance(module, nn.Module):
+                for tensor in itertools.chain(module.parameters(), module.buffers()):
+                    return tensor.device
+        return torch.device("cpu")
 
     def to(self, device: str | torch.device) -> TransportResult:
         """Move everything the result computes with (the map, the potential, the embedding and

@@ -22,6 +22,7 @@ from otmap.benchmarks.gaussian import BuresMap
 from otmap.errors import InputError
 from otmap.metrics import energy_distance, transport_cost
 from otmap.model.result import TransportResult
+from otmap.utils.checks import check_int, check_positive, check_positive_int, check_real
 
 FAKE_SOLUTION_ADVICE = (
     "the pushforward's fidelity keeps swinging instead of settling: the saddle-point "
@@ -31,21 +32,41 @@ FAKE_SOLUTION_ADVICE = (
 )
 
 
-class OscillationDetector:
-    """Flags a metric that keeps swinging over the last ``window`` evaluations.
+def _largest_rise(values: list[float]) -> float:
+    """``max_{i < j} (values[j] - values[i])`` (0 when nothing rises): the largest rise from
+    an earlier value to a later one, in one pass over the running minimum."""
+    lowest, rise = math.inf, 0.0
+    for value in values:
+        rise, lowest = max(rise, value - lowest), min(lowest, value)
+    return rise
 
-    Meant for the fidelity ratio (1 = as close to the target as a second target sample). It
-    fires when the window reaches above ``level`` (the pushforward is then clearly off: noise
-    and slow convergence at a few times the floor are not fake solutions), its range exceeds a
-    factor ``ratio``, and it is not a monotone trend: at least half of its successive
-    differences change sign. A metric that decreases and settles never fires. On the seeds'
-    half-circles -> square toy at gamma 1 it fires for the weak quadratic cost (fidelity
-    swinging 6-86) and not for the kernel cost (1.5-8.8), see docs/benchmarks.md.
+
+class OscillationDetector:
+    """Flags a metric that swings up and down over the last ``window`` evaluations.
+
+    Meant for the fidelity ratio (1 = as close to the target as a second target sample).
+    With ``l_k = log(value_k)`` over the window, the largest rise and the largest fall
+
+        R = max_{i<j} (l_j - l_i),    F = max_{i<j} (l_i - l_j)
+
+    must both exceed ``log(ratio)``, and ``max_k l_k > log(level)`` (the pushforward is then
+    clearly off: noise and slow convergence at a few times the floor are not fake
+    solutions). The swing must go both ways within the window, at any speed (with the
+    defaults a 10x swing with a cycle of 2-8 evaluations fires; longer cycles need a longer
+    window). A monotone trend, noisy or not, gives only one of R and F, so noise alone must
+    move the fidelity by ``ratio`` against the trend; a damped oscillation whose rises stay
+    under ``ratio`` never fires. On the seeds' half-circles -> square toy
+    at gamma 1 it fires for the weak quadratic cost (fidelity swinging 6-86) and not for the
+    kernel cost (1.5-8.8), see docs/benchmarks.md. ``fired`` stays set once it has fired.
     """
 
     def __init__(self, window: int = 6, ratio: float = 3.0, level: float = 8.0) -> None:
-        if window < 4:
-            raise ValueError("the oscillation window needs at least 4 evaluations")
+        window = check_int("OscillationDetector window", window, 3,
+                           "a rise and a fall need at least 3 evaluations")
+        ratio = check_real("OscillationDetector ratio", ratio, above=1,
+                           fix="the factor a swing must span both ways, e.g. 3")
+        level = check_positive("OscillationDetector level", level,
+                               "the fidelity a swing must reach, e.g. 8")
         self.values: deque[float] = deque(maxlen=window)
         self.log_ratio, self.log_level = math.log(ratio), math.log(level)
         self.fired = False
@@ -58,10 +79,8 @@ class OscillationDetector:
         if len(self.values) < self.values.maxlen:
             return False
         v = list(self.values)
-        diffs = [b - a for a, b in zip(v[:-1], v[1:])]
-        flips = sum(d1 * d2 < 0 for d1, d2 in zip(diffs[:-1], diffs[1:]))
-        swinging = (max(v) > self.log_level and max(v) - min(v) > self.log_ratio
-                    and flips >= len(diffs) / 2)
+        rise, fall = _largest_rise(v), _largest_rise([-x for x in v])
+        swinging = max(v) > self.log_level and min(rise, fall) > self.log_ratio
         self.fired = self.fired or swinging
         return swinging
 
@@ -83,31 +102,57 @@ def significantly_worse(value: float, best: float, factor: float = 2.0,
 class DivergenceMonitor:
     """Watches the held-out fidelity ratio (lower is better, ~1 perfect) of any map.
 
-    It fires when the fidelity has risen at each of the last ``rises`` evaluations and is now
-    :func:`significantly_worse` than the best seen: the map is drifting away from the target, not
-    just jittering. ``best`` and ``best_step`` name the best evaluation so far.
+    With ``v_t`` the value at evaluation t, each earlier evaluation counts toward the bar no
+    lower than its nearer neighbour allows (the median of it and its two neighbours, less a
+    tolerance ``jitter``), and the bar never drops below the floor:
+
+        h_i = max(v_i, min(v_{i-1}, v_{i+1}) / jitter),    b_t = max(floor, min_{i<t} h_i)
+
+    (``h_0`` has the one neighbour ``v_1``). A lone lucky draw far below both neighbours
+    then cannot set the bar, while a level the fidelity holds (a neighbour within a factor
+    ``jitter``) counts in full; a value under the floor (closer to the target than a second
+    target sample) is sampling luck. It fires at t when the fidelity rose at each of the
+    last ``rises`` evaluations, ``v_t`` is :func:`significantly_worse` than ``b_t`` (above
+    ``factor * b_t`` and 0.5 above it), and, as hysteresis, ``v_{t-1} > sqrt(factor) * b_t``:
+    the rise was already halfway (in log) at the previous evaluation, not one jump at the
+    end. ``best`` and ``best_step`` name the best evaluation so far (its raw value).
     """
 
-    def __init__(self, rises: int = 3, factor: float = 2.0) -> None:
-        if rises < 1:
-            raise ValueError("rises must be at least 1")
+    def __init__(self, rises: int = 3, factor: float = 2.0, jitter: float = 1.25,
+                 floor: float = 1.0) -> None:
+        rises = check_positive_int("DivergenceMonitor rises", rises,
+                                   "the evaluations in a row that must each rise, e.g. 3")
+        self.factor = check_real("DivergenceMonitor factor", factor, above=1,
+                                 fix="how many times the best counts as diverged, e.g. 2")
+        self.jitter = check_real("DivergenceMonitor jitter", jitter, at_least=1,
+                                 fix="the factor the fidelity moves by from noise, e.g. 1.25")
+        self.floor = check_real("DivergenceMonitor floor", floor, at_least=0,
+                                fix="the fidelity of a perfect map, 1 for the fidelity ratio")
         self.values: deque[float] = deque(maxlen=rises + 1)
-        self.factor = factor
+        self._recent: deque[float] = deque(maxlen=3)  # v_{t-2}, v_{t-1}, v_t
+        self._held = math.inf  # min_{i<t} h_i
         self.best, self.best_step = math.inf, -1
         self.fired = False
 
     def update(self, step: int, value: float) -> bool:
         """Add the evaluation at ``step``; True when it shows divergence."""
-        if not math.isfinite(value):
-            self.values.append(math.inf)
+        finite = math.isfinite(value)
+        if finite and value < self.best:
+            self.best, self.best_step = value, step
+        value = value if finite else math.inf
+        self.values.append(value)
+        self._recent.append(value)
+        if len(self._recent) > 1:  # the evaluation before this one now has both neighbours
+            *before, middle, after = self._recent
+            self._held = min(self._held, max(middle, min([*before, after]) / self.jitter))
+        if not finite:
             self.fired = True
             return True
-        if value < self.best:
-            self.best, self.best_step = value, step
-        self.values.append(value)
+        bar = max(self.floor, self._held)
         v = list(self.values)
-        rising = len(v) == self.values.maxlen and all(b > a for a, b in zip(v[:-1], v[1:]))
-        diverging = rising and significantly_worse(value, self.best, self.factor)
+        diverging = (len(v) == self.values.maxlen and all(b > a for a, b in zip(v[:-1], v[1:]))
+                     and significantly_worse(value, bar, self.factor)
+                     and v[-2] > math.sqrt(self.factor) * bar)
         self.fired = self.fired or diverging
         return diverging
 
