@@ -37,9 +37,9 @@ def tiny_run(tmp_path_factory) -> Path:
 # ----------------------------------------------------------------------------- config values
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"lr_map": "fast"}, "train.lr_map must be positive (a finite number such as 1e-3), "
-                         "got 'fast'"),
-    ({"lr_potential": None}, "train.lr_potential must be positive"),
+    ({"lr_map": "fast"}, "train.lr_map must be positive (a finite number such as 1e-3), or "
+                         "None for the default, got 'fast'"),
+    ({"lr_potential": 0}, "train.lr_potential must be positive"),
     ({"lr_map": float("inf")}, "train.lr_map must be positive"),
     ({"lr_map": True}, "train.lr_map must be positive"),
     ({"weight_decay": "x"}, "train.weight_decay must be a finite number >= 0"),

@@ -20,6 +20,8 @@ class SolverConfig:
     ``k_map=None``: 10 map updates per potential update for deterministic maps, 5 for
     stochastic ones (``otmap.fit`` also uses 5 for images). ``num_samples=None``: 1 for
     deterministic maps, ``max(4, cost.min_samples)`` for stochastic ones.
+    ``lr_map=None``/``lr_potential=None``: 1e-3, which ``otmap.fit`` lowers for vector data of
+    high dimension (:func:`~otmap.core.solver.default_lr`).
     ``potential_all_samples``: the potential update sees all K samples per input (else one,
     as in the reference code). ``lr_schedule`` multiplies both learning rates: a schedule spec
     (``"cosine"`` from 1 to 0 over ``steps``, ``"constant"``, ``{"name": ..., ...}``) or a
@@ -30,8 +32,8 @@ class SolverConfig:
     k_map: int | None = None
     num_samples: int | None = None
     potential_all_samples: bool = False
-    lr_map: float = 1e-3
-    lr_potential: float = 1e-3
+    lr_map: float | None = None
+    lr_potential: float | None = None
     betas: tuple[float, float] = (0.5, 0.9)
     weight_decay: float = 0.0
     lr_schedule: Any = "cosine"
@@ -47,9 +49,10 @@ class SolverConfig:
                 check_positive_int(f"train.{name}", value)
         self.betas = _betas(self.betas)
         for name in ("lr_map", "lr_potential"):
-            setattr(self, name, check_number(name, getattr(self, name),
-                                             "positive (a finite number such as 1e-3)",
-                                             lambda v: v > 0))
+            if getattr(self, name) is not None:
+                setattr(self, name, check_number(name, getattr(self, name),
+                                                 "positive (a finite number such as 1e-3), or "
+                                                 "None for the default", lambda v: v > 0))
         for name in ("weight_decay", "gradient_optimality", "gradient_penalty"):
             setattr(self, name, check_number(name, getattr(self, name),
                                              "a finite number >= 0 (0 turns it off)",

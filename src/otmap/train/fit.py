@@ -14,7 +14,7 @@ from torch import nn
 from otmap.core.costs import Cost, FromCallable, build_cost
 from otmap.core.embeddings import build_embedding
 from otmap.core.maps import DeterministicMap, StochasticMap, TransportMap
-from otmap.core.solver import NeuralOT, default_k_map
+from otmap.core.solver import NeuralOT, default_k_map, default_lr
 from otmap.data import Sampler, ToySampler, as_sampler, check_samples
 from otmap.data.samplers import on_device
 from otmap.errors import InputError
@@ -30,10 +30,13 @@ from otmap.train.trainer import Evaluator, Trainer
 _SCALING_SAMPLES = 4096
 
 
-def default_width(dim: int) -> int:
-    """Hidden width of the default vector networks for data of dimension ``dim``:
-    ``32 * dim`` within [128, 512] (128 for 2-D toys, 512 from D = 16 on)."""
-    return min(512, max(128, 32 * dim))
+def default_width(dim: int, stochastic: bool = False) -> int:
+    """Hidden width of the default vector networks for data of dimension ``dim``: 512 for
+    deterministic maps at every D (at D = 2 and 4, 512 gave 3x lower L2-UVP than 128 on the
+    W2 benchmark, docs/benchmarks.md); for stochastic maps, whose map steps see
+    ``num_samples`` outputs per input, ``32 * dim`` within [128, 512] (128 for 2-D toys, 512
+    from D = 16 on)."""
+    return min(512, max(128, 32 * dim)) if stochastic else 512
 
 
 def _image_channels(size: int, width: int = 64, cap: int = 256) -> list[int]:
@@ -126,7 +129,7 @@ def _default_specs(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
     residual = d_in == d_out and noise is None
     if noise is not None:
         d_in += noise["noise_dim"]
-    hidden = [default_width(d_out)] * 3
+    hidden = [default_width(d_out, stochastic=noise is not None)] * 3
     map_spec = {"name": "MapMLP", "in_features": d_in, "out_features": d_out, "hidden": hidden,
                 "residual": residual, **map_spec}
     potential_spec = {"name": "PotentialMLP", "in_features": d_out, "hidden": hidden,
@@ -198,6 +201,9 @@ def prepare(source: Any, target: Any, config: TrainConfig | dict | None = None, 
     images = len(target_shape) == 3
     if config.k_map is None:
         config = dataclasses.replace(config, k_map=default_k_map(transport_map.stochastic, images))
+    lr = default_lr(target_shape[0] if len(target_shape) == 1 else None)
+    config = dataclasses.replace(config, lr_map=config.lr_map or lr,
+                                 lr_potential=config.lr_potential or lr)
     dev = runtime.device
     channels_last = acceleration.use_channels_last(
         config.channels_last, images,

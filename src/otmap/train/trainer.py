@@ -95,6 +95,7 @@ class Trainer:
                  progress: bool = True, resume: bool = False, ranks: Ranks | None = None,
                  channels_last: bool = False) -> None:
         self.solver, self.source, self.target, self.config = solver, source, target, config
+        self._base_lrs = solver.lr_map, solver.lr_potential  # before any rollback's scaling
         self.ranks = ranks or Ranks()
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.result = result
@@ -225,8 +226,7 @@ class Trainer:
     def _scale_learning_rates(self) -> None:
         """Both learning rates times ``rollback_lr_factor`` per rollback so far."""
         scale = self.config.rollback_lr_factor ** self.rollbacks
-        self.solver.lr_map = self.config.lr_map * scale
-        self.solver.lr_potential = self.config.lr_potential * scale
+        self.solver.lr_map, self.solver.lr_potential = (lr * scale for lr in self._base_lrs)
 
     def _training_state(self) -> dict:
         """The solver's training state and the number of rollbacks so far."""
