@@ -80,7 +80,7 @@ class Case:
 
 
 CASES: dict[str, Case] = {
-    "toy": Case("gaussian-8blobs", 800, "2-D Gaussian -> 8 blobs, MLPs of width 512"),
+    "toy": Case("gaussian-8blobs", 800, "2-D Gaussian -> 8 blobs, MLPs of width 128"),
     "vector": Case(None, 600, "Gaussian pair in 64-d, MLPs of width 512"),
     "image": Case("digits-generate", 400, "64-d noise -> 16x16 digits, conv nets"),
     "mnist": Case("otm-mnist-32", 100, "192-d noise -> 32x32 MNIST, paper-scale conv nets "
