@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from otmap.nets.conv import CondUNet, ResNetPotential, UNet, UpsampleGenerator
+from otmap.nets.icnn import DenseICNN, GradientICNNMap
 from otmap.nets.mlp import MapMLP, PotentialMLP
 from otmap.utils.registry import Registry
 
@@ -12,6 +13,7 @@ from otmap.utils.registry import Registry
 NETS: Registry[nn.Module] = Registry("network")
 NETS.register("MapMLP", MapMLP)
 NETS.register("PotentialMLP", PotentialMLP)
+NETS.register("GradientICNNMap", GradientICNNMap)
 NETS.register("ResNetPotential", ResNetPotential)
 NETS.register("UpsampleGenerator", UpsampleGenerator)
 NETS.register("UNet", UNet)
@@ -23,5 +25,5 @@ def build_net(spec: dict) -> nn.Module:
     return NETS.build(spec)
 
 
-__all__ = ["NETS", "CondUNet", "MapMLP", "PotentialMLP", "ResNetPotential", "UNet",
+__all__ = ["NETS", "CondUNet", "DenseICNN", "GradientICNNMap", "MapMLP", "PotentialMLP", "ResNetPotential", "UNet",
            "UpsampleGenerator", "build_net"]

@@ -131,7 +131,9 @@ def _default_specs(source_shape: tuple[int, ...], target_shape: tuple[int, ...],
         d_in += noise["noise_dim"]
     hidden = [default_width(d_out, stochastic=noise is not None)] * 3
     map_spec = {"name": "MapMLP", "in_features": d_in, "out_features": d_out, "hidden": hidden,
-                "residual": residual, **map_spec}
+                **map_spec}
+    if map_spec["name"] == "MapMLP":
+        map_spec.setdefault("residual", residual)
     potential_spec = {"name": "PotentialMLP", "in_features": d_out, "hidden": hidden,
                       **potential_spec}
     return map_spec, noise, potential_spec
