@@ -25,5 +25,7 @@ def build_net(spec: dict) -> nn.Module:
     return NETS.build(spec)
 
 
-__all__ = ["NETS", "CondUNet", "DenseICNN", "GradientICNNMap", "MapMLP", "PotentialMLP", "ResNetPotential", "UNet",
-           "UpsampleGenerator", "build_net"]
+__all__ = [
+    "NETS", "CondUNet", "DenseICNN", "GradientICNNMap", "MapMLP", "PotentialMLP", "ResNetPotential",
+    "UNet", "UpsampleGenerator", "build_net",
+]
