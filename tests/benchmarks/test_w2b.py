@@ -5,6 +5,7 @@ linear baselines against the published values."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,20 +26,22 @@ A = torch.tensor([0.6, -0.8])
 
 def fabricated_state(scale: float = 1.0) -> dict[str, torch.Tensor]:
     """A D=2 ICNN in the benchmark's format with ``phi(x) = scale * W (C (x_0 + 5) +
-    (a.x)^2) + 1e-2/2 |x|^2`` for |x_0| < 5 (every CELU sees a positive input)."""
+    (a.x)^2) + 1e-2/2 |x|^2`` for |x_0| < 5 (every CELU sees a positive input), stored in float64
+    so the hand-computed gradient is exact."""
     widths = [3, 3, 2]
+    zeros = partial(torch.zeros, dtype=torch.float64)  # exact constants: float32 rounds 0.7
     state = {}
     for i, width in enumerate(widths):
-        state[f"quadratic_layers.{i}.quadratic_decomposed"] = torch.zeros(2, 1, width)
-        state[f"quadratic_layers.{i}.weight"] = torch.zeros(width, 2)
-        state[f"quadratic_layers.{i}.bias"] = torch.zeros(width)
+        state[f"quadratic_layers.{i}.quadratic_decomposed"] = zeros(2, 1, width)
+        state[f"quadratic_layers.{i}.weight"] = zeros(width, 2)
+        state[f"quadratic_layers.{i}.bias"] = zeros(width)
     state["quadratic_layers.1.weight"][0, 0] = 1.0      # h1_0 = CELU(x_0 + 5) = x_0 + 5
     state["quadratic_layers.1.bias"][0] = B1
     state["quadratic_layers.2.quadratic_decomposed"][:, 0, 0] = A  # (a.x)^2 into h2_0
-    state["convex_layers.0.weight"] = torch.zeros(3, 3)
-    state["convex_layers.1.weight"] = torch.zeros(2, 3)
+    state["convex_layers.0.weight"] = zeros(3, 3)
+    state["convex_layers.1.weight"] = zeros(2, 3)
     state["convex_layers.1.weight"][0, 0] = C
-    state["final_layer.weight"] = torch.tensor([[W * scale, 0.0]])
+    state["final_layer.weight"] = torch.tensor([[W * scale, 0.0]], dtype=torch.float64)
     return state
 
 
