@@ -51,6 +51,7 @@ from otmap.metrics.features import EXTRACTORS, DigitsFeatures, InceptionFeatures
 from otmap.nets import (
     NETS,
     CondUNet,
+    GradientICNNMap,
     MapMLP,
     PotentialMLP,
     ResNetPotential,
@@ -211,7 +212,8 @@ def test_schedule_embedding_network_benchmark_extractor_and_dataset_names():
             "UNet": (UNet, {"in_channels": 1, "out_channels": 1, "channels": [4, 4],
                             "norm": "none"}),
             "CondUNet": (CondUNet, {"in_channels": 1, "out_channels": 1, "channels": [4, 4],
-                                    "noise_dim": 2})}
+                                    "noise_dim": 2}),
+            "GradientICNNMap": (GradientICNNMap, {"in_features": 2, "hidden": [4]})}
     for name, (cls, kwargs) in nets.items():
         spec = {"name": name, **kwargs}
         built = build_net(spec)
