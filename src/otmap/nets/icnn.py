@@ -10,6 +10,10 @@ learned symmetric matrix (the affine part of the map; it may be indefinite, so t
 contract as well as expand), ``phi`` a dense input-convex network (Amos et al. 2017; the dense
 quadratic form of Korotin et al. 2019) and ``c`` the target's scale. Everything starts at zero
 but phi's last layer, which starts small: the map is (nearly) the identity at initialisation.
+
+Opt-in only: on the W2 benchmark (D = 64) it trains far more slowly than the default MLP map,
+even by regression onto the true map, and its min-max runs diverged (docs/benchmarks.md,
+"A gradient-of-ICNN map").
 """
 
 from __future__ import annotations
