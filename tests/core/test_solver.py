@@ -156,16 +156,36 @@ def test_map_loss_is_cost_minus_potential_by_hand():
     torch.testing.assert_close(loss, -solver.potential(x).mean())
 
 
-def test_ema_is_the_exponential_average_of_the_map_weights():
+def test_ema_is_the_bias_corrected_average_of_the_map_weights():
     torch.manual_seed(0)
-    solver = _solver(ema_decay=0.9)
-    before = _params(solver.map)
-    solver.map_step(torch.randn(64, 2))
-    after = _params(solver.map)
-    for ema, p0, p1 in zip(_params(solver.ema_map), before, after):
-        torch.testing.assert_close(ema, 0.9 * p0 + 0.1 * p1)
+    decay = 0.9
+    solver = _solver(ema_decay=decay)
+    iterates = []
+    for _ in range(3):
+        solver.map_step(torch.randn(64, 2))
+        iterates.append(_params(solver.map))
+    # by hand: sum_s d^(t-s) theta_s (1 - d) / (1 - d^t); the initial weights do not count
+    weights = [decay ** (3 - s) * (1 - decay) / (1 - decay ** 3) for s in (1, 2, 3)]
+    assert abs(sum(weights) - 1.0) < 1e-12
+    for i, ema in enumerate(_params(solver.ema_map)):
+        torch.testing.assert_close(ema, sum(w * it[i] for w, it in zip(weights, iterates)))
     assert solver.eval_map is solver.ema_map
     assert _solver().eval_map is not None and _solver().ema_map is None
+
+
+def test_ema_count_resumes_and_old_files_count_their_updates():
+    torch.manual_seed(0)
+    solver = _solver(ema_decay=0.99)
+    solver.map_step(torch.randn(64, 2))
+    state = solver.training_state()
+    assert state["ema_updates"] == 1
+    fresh = _solver(ema_decay=0.99)
+    fresh.load_training_state(state)
+    assert fresh.ema_updates == 1
+    old = {k: v for k, v in state.items() if k != "ema_updates"}
+    old["step"] = 7
+    fresh.load_training_state(old)
+    assert fresh.ema_updates == 7 * fresh.k_map
 
 
 def test_fit_with_ema_returns_the_ema_map(gaussian2d, small_fit_kwargs):

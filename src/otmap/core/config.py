@@ -26,7 +26,10 @@ class SolverConfig:
     as in the reference code). ``lr_schedule`` multiplies both learning rates: a schedule spec
     (``"cosine"`` from 1 to 0 over ``steps``, ``"constant"``, ``{"name": ..., ...}``) or a
     callable ``step -> factor``. ``gradient_optimality`` and ``gradient_penalty`` weigh the
-    regularisers of :mod:`otmap.core.regularizers` (0 turns them off)."""
+    regularisers of :mod:`otmap.core.regularizers` (0 turns them off). ``ema_decay``: keep a
+    bias-corrected exponential average of the map's weights after every map update (evaluated
+    and returned in place of the raw map); its horizon is about ``1 / (1 - ema_decay)`` map
+    updates, so short runs want a smaller decay."""
 
     steps: int = 3000
     k_map: int | None = None
