@@ -96,7 +96,8 @@ def test_recipes_train_evaluate_and_plot(recipe, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OTMAP_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     assert main(["train", recipe, *TINY, "--out", str(out)]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["random_pairing_cost"] > 0 and summary["test_transport_cost"] >= 0
     if recipe == "digits-denoise":
         # the UNet starts at the identity: 2 small steps keep the output near the noisy input
@@ -104,6 +105,10 @@ def test_recipes_train_evaluate_and_plot(recipe, tmp_path, capsys, monkeypatch):
         assert 0 < summary["ssim"] <= 1
     else:
         assert 0 <= summary["target_class_share"] <= 1
+    # two steps do not translate: the run says so, on stderr and in the summary
+    if summary.get("target_class_share", 1.0) < 0.5:
+        assert any("translated test images" in m for m in summary["warnings"])
+        assert "otmap: warning: only" in captured.err
     assert (out / "plots" / "test.png").read_bytes()[:4] == b"\x89PNG"
     # the input | output | truth rows are redrawn at every evaluation, like the other pictures
     assert (out / "plots" / "latest" / "test.png").read_bytes()[:4] == b"\x89PNG"
@@ -225,3 +230,42 @@ def test_real_mnist_digits_outside_the_reference_score_a_ratio_near_1(n, mnist_c
     assert 0.5 < out["fid_ratio"] < 1.6  # the learned space is noisy at these sizes
     assert 0.8 < out["fid_pixels_ratio"] < 1.25
     assert out["classes_covered"] == 10
+
+
+def test_test_picture_rows_spread_over_the_class_sorted_test_set(monkeypatch, tmp_path):
+    from otmap.experiments import evaluation
+    from otmap.maps import DeterministicMap
+
+    config = load_run_config("digits-denoise")
+    held = HeldOutSet(config.test, config.source)
+    drawn = {}
+    monkeypatch.setattr(evaluation.plots, "plot_image_grid",
+                        lambda grid, path, nrow, title: drawn.update(grid=grid, nrow=nrow))
+    result = SimpleNamespace(map=DeterministicMap(torch.nn.Identity()),
+                             transport=lambda x, num_samples=1: x.unsqueeze(1))
+    held.plot(result, tmp_path / "test.png", "t", n=5)
+    rows = drawn["grid"].unflatten(0, (5, drawn["nrow"]))  # input | T(x) | truth
+    clean = held.clean.clamp(-1, 1).flatten(1)
+    # which clean test image each row's truth column is: first, last, increasing in between
+    index = [int((clean - row[-1].flatten()).abs().sum(1).argmin()) for row in rows]
+    assert index[0] == 0 and index[-1] == len(held.inputs) - 1
+    assert all(a < b for a, b in zip(index, index[1:]))
+    assert all(torch.equal(row[0], held.inputs[i].clamp(-1, 1)) for row, i in zip(rows, index))
+
+
+def test_held_out_warnings_name_each_failure_and_stay_silent_on_a_good_run():
+    from otmap.experiments.evaluation import held_out_warnings
+
+    good = {"test_transport_cost": 10.0, "random_pairing_cost": 50.0, "psnr": 24.0,
+            "psnr_input": 19.0, "ssim": 0.9, "ssim_input": 0.4, "target_class_share": 0.95,
+            "test_diversity": 0.01}
+    assert held_out_warnings(good, gamma=0.5) == []
+    cases = [({"psnr": 18.7}, "PSNR 18.70 dB against 19.00 dB"),
+             ({"test_transport_cost": 60.0}, "than a random pairing"),
+             ({"target_class_share": 0.2}, "only 20% of the translated"),
+             ({"test_diversity": 1e-12}, "ignores its noise z")]
+    for change, words in cases:
+        (message,) = held_out_warnings({**good, **change}, gamma=0.5)
+        assert words in message
+    # a strong cost (gamma 0) may give a map that ignores z: no warning then
+    assert held_out_warnings({**good, "test_diversity": 0.0}, gamma=0.0) == []

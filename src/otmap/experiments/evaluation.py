@@ -125,17 +125,55 @@ class HeldOutSet:
         return metrics
 
     def plot(self, result: TransportResult, path: str | Path, title: str, n: int = 8) -> Path:
-        """Rows of input | output (| ground truth); several samples for a stochastic map."""
+        """Rows of input | output (| ground truth) for ``n`` test inputs spread evenly over the
+        test set (its parts are drawn per class, so the first rows would all be one class);
+        several samples for a stochastic map."""
         k = 3 if result.map.stochastic else 1
-        inputs = self.inputs[:n]
+        rows = torch.linspace(0, len(self.inputs) - 1, min(n, len(self.inputs))).round().long()
+        inputs = self.inputs[rows]
         outs = result.transport(inputs, num_samples=k)
-        cols = [inputs.unsqueeze(1), outs] + ([self.clean[:n].unsqueeze(1)]
+        cols = [inputs.unsqueeze(1), outs] + ([self.clean[rows].unsqueeze(1)]
                                               if self.degraded else [])
         grid = torch.cat(cols, dim=1)
         label = "input | T(x" + (", z) x3" if k > 1 else ")") + (" | truth" if self.degraded
                                                                  else "")
         return plots.plot_image_grid(grid.flatten(0, 1).clamp(-1, 1), path, nrow=grid.shape[1],
                                      title=f"{title}: {label}")
+
+
+#: a stochastic map whose outputs vary less than this over z (mean pixel variance) ignores z
+MIN_DIVERSITY = 1e-6
+#: a translation with fewer test outputs in the target class than this has not translated
+MIN_TARGET_SHARE = 0.5
+
+
+def held_out_warnings(metrics: dict[str, float], gamma: float = 0.0) -> list[str]:
+    """What the held-out ``metrics`` of :meth:`HeldOutSet.evaluate` say went wrong, as
+    messages with a remedy (empty when nothing did). ``gamma``: the weak cost's weight of the
+    conditional variance (a stochastic map under ``gamma > 0`` should vary with z)."""
+    remedy = ("train longer (train.steps), raise train.k_map or lower the learning rates, "
+              "and look at plots/test.png")
+    out = []
+    if "psnr" in metrics and metrics["psnr"] < metrics["psnr_input"]:
+        out.append(f"the restored test images are farther from the truth than the unrestored "
+                   f"inputs: PSNR {metrics['psnr']:.2f} dB against {metrics['psnr_input']:.2f} "
+                   f"dB (SSIM {metrics['ssim']:.3f} against {metrics['ssim_input']:.3f}); the "
+                   f"map changes the images' content, not only the degradation: {remedy}")
+    if metrics.get("test_transport_cost", 0.0) >= metrics.get("random_pairing_cost", np.inf):
+        out.append(f"the map moves the test inputs farther (cost "
+                   f"{metrics['test_transport_cost']:.4g}) than a random pairing of the two "
+                   f"sets does ({metrics['random_pairing_cost']:.4g}): it is not a cheap "
+                   f"transport: {remedy}")
+    if metrics.get("target_class_share", 1.0) < MIN_TARGET_SHARE:
+        out.append(f"only {metrics['target_class_share']:.0%} of the translated test images "
+                   f"are classified as the target class (at least {MIN_TARGET_SHARE:.0%} "
+                   f"expected): the map has not learned the translation: {remedy}")
+    if gamma > 0 and metrics.get("test_diversity", np.inf) < MIN_DIVERSITY:
+        out.append(f"the stochastic map ignores its noise z (mean pixel variance over z "
+                   f"{metrics['test_diversity']:.2g}) under a weak cost with gamma {gamma:g}: "
+                   f"it is deterministic in effect; train longer, or raise the noise's scale "
+                   f"(map.noise.noise_std)")
+    return out
 
 
 def _require_image_metrics() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from otmap.benchmarks.registry import benchmark_pair
 from otmap.data.specs import sampler_from_spec
 from otmap.errors import InputError
 from otmap.experiments.config import RunConfig
-from otmap.experiments.evaluation import HeldOutSet
+from otmap.experiments.evaluation import HeldOutSet, held_out_warnings
 from otmap.model.result import TransportResult
 from otmap.train.distributed import Ranks
 from otmap.train.fit import fit
@@ -148,6 +150,10 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
     if test is not None:
         n = config.train.eval_samples
         summary.update(test.evaluate(result, source.sample(n), target.sample(n)))
+        for message in held_out_warnings(summary, float(getattr(result.cost, "gamma", 0.0))):
+            print(f"otmap: warning: {message}", file=sys.stderr)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            summary.setdefault("warnings", []).append(message)
         if run_dir is not None:
             test.plot(result, Path(run_dir) / "plots" / "test.png", config.name)
     if run_dir is not None:
