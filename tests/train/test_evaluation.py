@@ -19,9 +19,15 @@ import random
 from collections.abc import Callable
 
 import pytest
+import torch
 
 from otmap.errors import InputError
-from otmap.train.evaluation import DivergenceMonitor, OscillationDetector, log_noise
+from otmap.train.evaluation import (
+    DivergenceMonitor,
+    OscillationDetector,
+    PotentialRunaway,
+    log_noise,
+)
 
 
 def oscillation_fires(values: list[float], **settings: float) -> list[int]:
@@ -325,3 +331,38 @@ def test_a_lone_lucky_draw_does_not_set_the_bar_but_a_sharp_best_does():
 def test_monitors_refuse_bad_settings(make, match):
     with pytest.raises(InputError, match=match):
         make()
+
+
+def _rows(gaps, costs):
+    return [{"f_y": g, "f_t": 0.0, "cost": c} for g, c in zip(gaps, costs)]
+
+
+def test_potential_runaway_fires_once_on_a_gap_that_dwarfs_the_cost():
+    # mnist-denoise's rows (2026-12-03): the gap grew from 4e5 to 4e10 while the cost
+    # stayed ~0.07 per pixel
+    gaps = [3.9e5, 5.3e7, 3.4e8, 8.8e8, 8.5e8]
+    monitor = PotentialRunaway()
+    fired = [monitor.update(row) for row in _rows(gaps, [0.1, 0.18, 0.07, 0.07, 0.08])]
+    assert fired == [False, False, True, False, False]
+    assert "run away" in monitor.message(150) and "gradient_penalty" in monitor.message(150)
+
+
+def test_potential_runaway_stays_silent_on_healthy_and_starting_runs():
+    rng = torch.Generator().manual_seed(0)
+    cost = 0.1 + 0.05 * torch.rand(200, generator=rng)
+    gap = 0.05 * torch.randn(200, generator=rng)
+    # an inner-product cost crossing zero at one row in every ten
+    cost[::10] = 1e-9
+    monitor = PotentialRunaway()
+    assert not any(monitor.update(r) for r in _rows(gap.tolist(), cost.tolist()))
+    # the identity map at the start of a run: cost ~0 and gap ~0 for many rows
+    start = PotentialRunaway()
+    assert not any(start.update(r) for r in _rows([3e-4] * 20, [1e-7] * 20))
+    # a row without the potential's terms (a loss-only logger) is skipped
+    assert not PotentialRunaway().update({"cost": 1.0})
+
+
+def test_potential_runaway_streak_restarts_after_a_normal_row():
+    monitor = PotentialRunaway(rows=3)
+    rows = _rows([1e6, 1e6, 0.01, 1e6, 1e6, 1e6], [0.1] * 6)
+    assert [monitor.update(r) for r in rows] == [False, False, False, False, False, True]

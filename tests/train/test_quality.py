@@ -94,6 +94,25 @@ def test_best_map_is_kept_when_the_run_ends_worse(gaussian2d, tmp_path, monkeypa
     assert not torch.allclose(last, result.map.net.linear.bias)
 
 
+def test_a_runaway_potential_is_reported(gaussian2d, monkeypatch, small_fit_kwargs):
+    """The potential's output layer grows 1.5x a step (as an unbounded f can): its gap
+    dwarfs the cost, which the trainer reports (a converging run stays silent, below)."""
+    original = NeuralOT.train_step
+
+    def train_step(solver: NeuralOT, *args):
+        stats = original(solver, *args)
+        if solver.step <= 40:
+            last = [m for m in solver.potential.modules() if isinstance(m, nn.Linear)][-1]
+            with torch.no_grad():
+                last.weight.mul_(1.5)
+        return stats
+
+    monkeypatch.setattr(NeuralOT, "train_step", train_step)
+    with pytest.warns(RuntimeWarning, match="the potential has run away"):
+        otmap.fit(gaussian2d.source, gaussian2d.target, steps=60, eval_every=60,
+                  log_every=10, **small_fit_kwargs)
+
+
 def test_converging_run_keeps_its_last_map(gaussian2d, small_fit_kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no divergence or baseline warning

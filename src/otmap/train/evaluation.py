@@ -248,6 +248,42 @@ class DivergenceMonitor:
         return diverging
 
 
+class PotentialRunaway:
+    """Watches the potential's gap ``g = E f(y) - E f(T(x))`` against the size of the
+    transport cost ``c`` at each log row. In the saddle point the gap stays of the order of
+    the cost; when f is unbounded it can grow without end (no Lipschitz or gradient
+    constraint holds it), and the map's loss ``c - f(T(x))`` is then f's differences alone:
+    the map ignores the cost and behaves as a GAN generator, with no error raised. Fires
+    once ``|g| > ratio * max(|c|, tiny)`` and ``|g| > min_gap`` held at ``rows`` log rows in
+    a row: a cost near 0 at one row (the inner-product cost crossing zero) does not fire it,
+    nor does the start of a run from the identity map, whose cost and gap are both ~0."""
+
+    def __init__(self, ratio: float = 1e3, rows: int = 3, min_gap: float = 1.0,
+                 tiny: float = 1e-12) -> None:
+        self.ratio, self.rows, self.min_gap, self.tiny = ratio, rows, min_gap, tiny
+        self.streak = 0
+        self.gap = self.cost = 0.0
+
+    def update(self, row: dict[str, float]) -> bool:
+        """Feed one log row (keys ``f_y``, ``f_t``, ``cost``); whether it fires now."""
+        if not {"f_y", "f_t", "cost"} <= row.keys():
+            return False
+        self.gap, self.cost = row["f_y"] - row["f_t"], row["cost"]
+        if abs(self.gap) > max(self.ratio * max(abs(self.cost), self.tiny), self.min_gap):
+            self.streak += 1
+        else:
+            self.streak = 0
+        return self.streak == self.rows
+
+    def message(self, step: int) -> str:
+        return (f"the potential has run away: at step {step} its gap E f(y) - E f(T(x)) is "
+                f"{self.gap:.3g}, over {self.ratio:.0e} times the transport cost "
+                f"({self.cost:.3g}) for {self.rows} log rows in a row, so the map follows f's "
+                f"differences and ignores the cost: it is no longer an optimal transport map. "
+                f"Remedies: lower lr_potential (e.g. by 10x), raise k_map, or add "
+                f"gradient_penalty (OTM-GP)")
+
+
 @torch.no_grad()
 def held_out_metrics(result: TransportResult, embedding: nn.Module, x: Tensor, y: Tensor,
                      floor: float) -> dict[str, float]:

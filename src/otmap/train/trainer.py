@@ -63,6 +63,7 @@ from otmap.train.evaluation import (
     FAKE_SOLUTION_ADVICE,
     DivergenceMonitor,
     OscillationDetector,
+    PotentialRunaway,
     held_out_metrics,
     linear_fidelity,
     significantly_worse,
@@ -114,6 +115,7 @@ class Trainer:
         self.linear_fidelity = self._linear_fidelity(y_ref)
         self.detector = OscillationDetector()
         self.monitor = DivergenceMonitor()
+        self.runaway = PotentialRunaway()
         # the best evaluation by best_metric: {"step", "metric", "value", "fidelity"} (and,
         # without a run folder, CPU copies "map" and "potential"; else in best.pt)
         self._best: dict | None = None
@@ -203,9 +205,11 @@ class Trainer:
         evaluations, and write them to metrics.jsonl."""
         self.rows = [r for r in rows if r["step"] <= step]
         self.detector, self.monitor = OscillationDetector(), DivergenceMonitor()
+        self.runaway = PotentialRunaway()
         for row in self.rows:
             for key in END_OF_RUN_KEYS:  # the earlier end is no longer the end
                 row.pop(key, None)
+            self.runaway.update(row)
             if "fidelity" in row:
                 self.detector.update(row["fidelity"])
                 self.monitor.update(row["step"], row["fidelity"])
@@ -422,6 +426,8 @@ class Trainer:
                         bar.refresh()
                         continue
                 if log and self.ranks.is_main:
+                    if self.runaway.update(row):
+                        self._warn("potential_runaway", self.runaway.message(step))
                     if step % cfg.eval_every == 0 or final:
                         row.update(self.evaluate())
                     if final:
