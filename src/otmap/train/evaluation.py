@@ -252,8 +252,8 @@ class PotentialRunaway:
     """Watches the potential's gap ``g = E f(y) - E f(T(x))`` against the size of the
     transport cost ``c`` at each log row. In the saddle point the gap stays of the order of
     the cost; when f is unbounded it can grow without end (no Lipschitz or gradient
-    constraint holds it), and the map's loss ``c - f(T(x))`` is then f's differences alone:
-    the map ignores the cost and behaves as a GAN generator, with no error raised. Fires
+    constraint holds it), and the map's loss ``c - f(T(x))`` is then f's differences: the
+    cost barely constrains the map, which behaves as a GAN generator, with no error raised. Fires
     once ``|g| > ratio * max(|c|, tiny)`` and ``|g| > min_gap`` held at ``rows`` log rows in
     a row: a cost near 0 at one row (the inner-product cost crossing zero) does not fire it,
     nor does the start of a run from the identity map, whose cost and gap are both ~0."""
@@ -278,9 +278,10 @@ class PotentialRunaway:
     def message(self, step: int) -> str:
         return (f"the potential has run away: at step {step} its gap E f(y) - E f(T(x)) is "
                 f"{self.gap:.3g}, over {self.ratio:.0e} times the transport cost "
-                f"({self.cost:.3g}) for {self.rows} log rows in a row, so the map follows f's "
-                f"differences and ignores the cost: it is no longer an optimal transport map. "
-                f"Remedies: lower lr_potential (e.g. by 10x), raise k_map, or add "
+                f"({self.cost:.3g}) for {self.rows} log rows in a row: the map's loss is "
+                f"then f's differences, the cost barely constrains the map and the result "
+                f"need not be an optimal transport map (check the transport cost and the "
+                f"pictures). Remedies: lower lr_potential (e.g. by 10x), raise k_map, or add "
                 f"gradient_penalty (OTM-GP)")
 
 
