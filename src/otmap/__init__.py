@@ -29,6 +29,7 @@ from otmap.errors import (
     CheckpointError,
     InputError,
     OTMapError,
+    QualityWarning,
     TrainingDivergedError,
     TrainingInterrupted,
 )
@@ -41,5 +42,5 @@ __all__ = [
     "Cost", "StrongQuadratic", "InnerProduct", "WeakQuadratic", "WeakKernel", "FromCallable",
     "TransportMap", "DeterministicMap", "StochasticMap",
     "OTMapError", "InputError", "CheckpointError", "TrainingDivergedError",
-    "TrainingInterrupted",
+    "TrainingInterrupted", "QualityWarning",
 ]

@@ -19,6 +19,12 @@ class TrainingDivergedError(OTMapError, FloatingPointError):
     """Losses became NaN or Inf during training; the last good checkpoint is kept."""
 
 
+class QualityWarning(RuntimeWarning):
+    """A run that went wrong without an error (divergence, rollbacks, a map worse than the
+    linear one, a runaway potential, failed held-out checks); otmap also prints each as
+    ``otmap: warning: ...``, so the command line shows only that line."""
+
+
 class TrainingInterrupted(OTMapError):
     """SIGTERM or SIGINT stopped training after the current step; a checkpoint was written
     (with a run folder) and ``--resume`` / ``resume=True`` continues exactly.

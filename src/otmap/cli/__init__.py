@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from otmap.cli import apply, bench, eval, recipes, sample, sweep, train
-from otmap.errors import OTMapError
+from otmap.errors import OTMapError, QualityWarning
 
 #: the commands in the order ``otmap --help`` lists them
 COMMANDS = (train, recipes, sweep, sample, eval, apply, bench)
@@ -39,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # printed already, as "otmap: warning: ..."
+            warnings.simplefilter("ignore", QualityWarning)
+            return args.func(args)
     except OTMapError as err:
         print(f"otmap: error: {err}", file=sys.stderr)
         return 2

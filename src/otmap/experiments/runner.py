@@ -16,7 +16,7 @@ from torch import Tensor
 
 from otmap.benchmarks.registry import benchmark_pair
 from otmap.data.specs import sampler_from_spec
-from otmap.errors import InputError
+from otmap.errors import InputError, QualityWarning
 from otmap.experiments.config import RunConfig
 from otmap.experiments.evaluation import HeldOutSet, held_out_warnings
 from otmap.model.result import TransportResult
@@ -152,7 +152,7 @@ def run(config: RunConfig, run_dir: str | Path | None, *, resume: bool = False,
         summary.update(test.evaluate(result, source.sample(n), target.sample(n)))
         for message in held_out_warnings(summary, float(getattr(result.cost, "gamma", 0.0))):
             print(f"otmap: warning: {message}", file=sys.stderr)
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            warnings.warn(message, QualityWarning, stacklevel=2)
             summary.setdefault("warnings", []).append(message)
         if run_dir is not None:
             test.plot(result, Path(run_dir) / "plots" / "test.png", config.name)

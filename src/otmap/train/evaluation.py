@@ -254,13 +254,12 @@ class PotentialRunaway:
     the cost; when f is unbounded it can grow without end (no Lipschitz or gradient
     constraint holds it), and the map's loss ``c - f(T(x))`` is then f's differences: the
     cost barely constrains the map, which behaves as a GAN generator, with no error raised. Fires
-    once ``|g| > ratio * max(|c|, tiny)`` and ``|g| > min_gap`` held at ``rows`` log rows in
+    once ``|g| > max(ratio * |c|, min_gap)`` held at ``rows`` log rows in
     a row: a cost near 0 at one row (the inner-product cost crossing zero) does not fire it,
     nor does the start of a run from the identity map, whose cost and gap are both ~0."""
 
-    def __init__(self, ratio: float = 1e3, rows: int = 3, min_gap: float = 1.0,
-                 tiny: float = 1e-12) -> None:
-        self.ratio, self.rows, self.min_gap, self.tiny = ratio, rows, min_gap, tiny
+    def __init__(self, ratio: float = 1e3, rows: int = 3, min_gap: float = 1.0) -> None:
+        self.ratio, self.rows, self.min_gap = ratio, rows, min_gap
         self.streak = 0
         self.gap = self.cost = 0.0
 
@@ -269,7 +268,7 @@ class PotentialRunaway:
         if not {"f_y", "f_t", "cost"} <= row.keys():
             return False
         self.gap, self.cost = row["f_y"] - row["f_t"], row["cost"]
-        if abs(self.gap) > max(self.ratio * max(abs(self.cost), self.tiny), self.min_gap):
+        if abs(self.gap) > max(self.ratio * abs(self.cost), self.min_gap):
             self.streak += 1
         else:
             self.streak = 0

@@ -44,6 +44,7 @@ from otmap.data.samplers import to_device_async
 from otmap.errors import (
     CheckpointError,
     InputError,
+    QualityWarning,
     TrainingDivergedError,
     TrainingInterrupted,
 )
@@ -288,7 +289,7 @@ class Trainer:
         self._warned.add(key)
         self._new_warnings.append((key, message))
         tqdm.write(f"otmap: warning: {message}")
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, QualityWarning, stacklevel=3)
 
     def _watch_quality(self, out: dict[str, float]) -> None:
         """Divergence of any map; keeps the best map seen (:meth:`_update_best`)."""
