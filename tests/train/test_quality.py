@@ -94,6 +94,35 @@ def test_best_map_is_kept_when_the_run_ends_worse(gaussian2d, tmp_path, monkeypa
     assert not torch.allclose(last, result.map.net.linear.bias)
 
 
+def _scores_by_call(values: list[float]):
+    """An evaluator whose metric ``score`` takes ``values`` at its successive calls (the map
+    itself is untouched, so its fidelity does not move)."""
+    calls = iter(values)
+    return lambda result, x, y: {"score": next(calls)}
+
+
+@pytest.mark.parametrize("final, restored", [(0.1, True), (0.6, False)])
+def test_best_metric_collapse_restores_the_best_map(gaussian2d, tmp_path, small_fit_kwargs,
+                                                     final, restored):
+    """A headline metric that falls under half its best by the end brings the best map back
+    even though the fidelity barely moved (mnist-translate: 86 % -> 11 % in the target class,
+    fidelity 7.4 -> 9.2); a smaller dip keeps the last map."""
+    run = tmp_path / "run"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        otmap.fit(gaussian2d.source, gaussian2d.target, steps=200, eval_every=40,
+                  log_every=40, run_dir=run, best_metric="max:score",
+                  evaluator=_scores_by_call([0.5, 1.0, 0.9, 0.8, final]),
+                  **{**small_fit_kwargs, "eval_samples": 256})
+    final_row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    messages = " ".join(str(w.message) for w in record)
+    if restored:
+        assert final_row["restored_step"] == 80
+        assert "the run ended with score 0.1, clearly worse than 1 at step 80" in messages
+    else:
+        assert "restored_step" not in final_row and "is returned" not in messages
+
+
 def test_a_runaway_potential_is_reported(gaussian2d, monkeypatch, small_fit_kwargs):
     """The potential's output layer grows 1.5x a step (as an unbounded f can): its gap
     dwarfs the cost, which the trainer reports (a converging run stays silent, below)."""
@@ -113,15 +142,36 @@ def test_a_runaway_potential_is_reported(gaussian2d, monkeypatch, small_fit_kwar
                   log_every=10, **small_fit_kwargs)
 
 
-def test_converging_run_keeps_its_last_map(gaussian2d, small_fit_kwargs):
+def _last_row(run_dir) -> dict:
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_converging_run_keeps_its_last_map(gaussian2d, small_fit_kwargs, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no divergence or baseline warning
         result = otmap.fit(gaussian2d.source, gaussian2d.target, steps=600, eval_every=150,
-                           **{**small_fit_kwargs, "eval_samples": 512, "k_map": 5,
-                              "lr_schedule": "cosine", "map": {"hidden": [64, 64]},
-                              "potential": {"hidden": [64, 64]}})
+                           run_dir=tmp_path, **{**small_fit_kwargs, "eval_samples": 512,
+                                                "k_map": 5, "lr_schedule": "cosine",
+                                                "map": {"hidden": [64, 64]},
+                                                "potential": {"hidden": [64, 64]}})
     x = gaussian2d.source(2000)
     assert gaussian2d.l2_uvp(result.transport(x), x) < 2.0
+    last = _last_row(tmp_path)
+    assert last["worse_than_linear"] == 0.0 and last["inverse_worse_than_linear"] == 0.0
+    assert last["inverse_fidelity"] < 2.0  # ~1: as close to the source as a second sample
+
+
+def test_inverse_worse_than_linear_warning(gaussian2d, small_fit_kwargs, monkeypatch,
+                                           tmp_path):
+    """An inverse that sends every target sample to one far point (as a potential that has not
+    learned would) is judged at the end, apart from the map, and says so."""
+    monkeypatch.setattr(TransportResult, "inverse",
+                        lambda self, y, batch_size=4096: torch.full_like(y, 5.0))
+    with pytest.warns(RuntimeWarning, match="inverse map from the potential"):
+        otmap.fit(gaussian2d.source, gaussian2d.target, steps=100, eval_every=50,
+                  run_dir=tmp_path, **{**small_fit_kwargs, "eval_samples": 512})
+    last = _last_row(tmp_path)
+    assert last["inverse_worse_than_linear"] == 1.0 and last["inverse_fidelity"] > 10
 
 
 def test_worse_than_linear_warning(gaussian2d, small_fit_kwargs):
