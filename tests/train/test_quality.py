@@ -94,6 +94,10 @@ def test_best_map_is_kept_when_the_run_ends_worse(gaussian2d, tmp_path, monkeypa
     assert not torch.allclose(last, result.map.net.linear.bias)
 
 
+def _last_row(run_dir) -> dict:
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+
+
 def _scores_by_call(values: list[float]):
     """An evaluator whose metric ``score`` takes ``values`` at its successive calls (the map
     itself is untouched, so its fidelity does not move)."""
@@ -114,7 +118,7 @@ def test_best_metric_collapse_restores_the_best_map(gaussian2d, tmp_path, small_
                   log_every=40, run_dir=run, best_metric="max:score",
                   evaluator=_scores_by_call([0.5, 1.0, 0.9, 0.8, final]),
                   **{**small_fit_kwargs, "eval_samples": 256})
-    final_row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    final_row = _last_row(run)
     messages = " ".join(str(w.message) for w in record)
     if restored:
         assert final_row["restored_step"] == 80
@@ -140,10 +144,6 @@ def test_a_runaway_potential_is_reported(gaussian2d, monkeypatch, small_fit_kwar
     with pytest.warns(RuntimeWarning, match="the potential has run away"):
         otmap.fit(gaussian2d.source, gaussian2d.target, steps=60, eval_every=60,
                   log_every=10, **small_fit_kwargs)
-
-
-def _last_row(run_dir) -> dict:
-    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
 
 
 def test_converging_run_keeps_its_last_map(gaussian2d, small_fit_kwargs, tmp_path):

@@ -355,28 +355,29 @@ class Trainer:
         atomic_save(data, self.best_path)
         self._best = record
 
-    def _should_restore(self, last: dict) -> bool:
-        """Whether the run's final evaluation ``last`` is clearly worse than the best one kept:
-        by fidelity (:func:`significantly_worse`), or by the best metric when it is another
-        (a headline such as ``target_class_share``): under half the best of a metric to
-        maximise, over twice the best of one to minimise. A translation that reached 86 % in
-        the target class at step 400 and ended at 11 % (mnist-translate, 750 steps) had its
-        fidelity move only from 7.4 to 9.2."""
+    def _restore_reason(self, last: dict) -> str | None:
+        """The metric by which the run's final evaluation ``last`` is clearly worse than the
+        best one kept, or None: ``"fidelity"`` (:func:`significantly_worse`), or the best
+        metric when it is another (a headline such as ``target_class_share``): under half the
+        best of a metric to maximise, over twice the best of one to minimise. A translation
+        that reached 86 % in the target class at step 400 and ended at 11 % (mnist-translate,
+        750 steps) had its fidelity move only from 7.4 to 9.2."""
         best = self._best
         if best is None or "fidelity" not in last or best["step"] == last["step"]:
-            return False
+            return None
         if significantly_worse(last["fidelity"], best["fidelity"]):
-            return True
+            return "fidelity"
         name = best["metric"]
         if name == "fidelity" or name not in last:
-            return False
+            return None
         value, kept = float(last[name]), best["value"]
         goal = metric_goal(self.config.best_metric if self.config.best_metric != "auto"
                            else name)[1]
-        return not math.isfinite(value) or (value < kept / 2 if goal == "max"
-                                            else value > 2 * kept)
+        worse = not math.isfinite(value) or (value < kept / 2 if goal == "max"
+                                             else value > 2 * kept)
+        return name if worse else None
 
-    def _restore_best(self, last: dict) -> None:
+    def _restore_best(self, last: dict, reason: str) -> None:
         """Put the best map kept (best.pt's with a run folder) back into the result (rank 0
         only: training is over)."""
         best = self._best
@@ -388,10 +389,8 @@ class Trainer:
             map_state, potential_state = data["model"]["map_state"], data["best"]["potential"]
         self.result.map.load_state_dict(map_state)
         self.solver.potential.load_state_dict(potential_state)
-        name = ("fidelity" if significantly_worse(last["fidelity"], best["fidelity"])
-                else best["metric"])
-        kept = best["fidelity"] if name == "fidelity" else best["value"]
-        message = (f"the run ended with {name} {last[name]:.3g}, clearly worse than "
+        kept = best["fidelity"] if reason == "fidelity" else best["value"]
+        message = (f"the run ended with {reason} {last[reason]:.3g}, clearly worse than "
                    f"{kept:.3g} at step {best['step']} (the best {best['metric']}): "
                    f"the map of step {best['step']} is returned (and saved as the run's "
                    f"model); the training state of the last step stays in the checkpoint. "
@@ -494,9 +493,10 @@ class Trainer:
                     if step % cfg.eval_every == 0 or final:
                         row.update(self.evaluate())
                     if final:
-                        if self._should_restore(row):  # keep the last state for exact resume
+                        reason = self._restore_reason(row)
+                        if reason:  # keep the last state for exact resume
                             training = _copy_tree(self._training_state())
-                            self._restore_best(row)
+                            self._restore_best(row, reason)
                         self._check_returned_map(row)
                     row["time"] = time.perf_counter() - self._start
                     self._log(row)
