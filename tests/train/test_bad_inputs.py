@@ -46,6 +46,8 @@ def tiny_run(tmp_path_factory) -> Path:
     ({"weight_decay": -1.0}, "train.weight_decay must be a finite number >= 0"),
     ({"gradient_penalty": "x"}, "train.gradient_penalty must be a finite number >= 0"),
     ({"gradient_optimality": [1]}, "train.gradient_optimality must be a finite number >= 0"),
+    ({"expectile": -1}, "train.expectile must be a finite number >= 0"),
+    ({"expectile_tau": 0.2}, "train.expectile_tau must be a number in (0.5, 1) such as 0.99"),
     ({"grad_clip": "x"}, "train.grad_clip must be a positive finite number such as 10, or None"),
     ({"grad_clip": 0}, "train.grad_clip must be a positive"),
     ({"ema_decay": "x"}, "train.ema_decay must be a number in (0, 1)"),
@@ -183,8 +185,9 @@ _SAMPLES = st.one_of(
 )
 _TRAIN_KEYS = ["steps", "batch_size", "k_map", "num_samples", "potential_all_samples", "lr_map",
                "lr_potential", "betas", "weight_decay", "lr_schedule", "ema_decay", "grad_clip",
-               "gradient_optimality", "gradient_penalty", "seed", "device", "log_every",
-               "eval_every", "eval_samples", "precision", "channels_last", "stepz"]
+               "gradient_optimality", "gradient_penalty", "expectile", "expectile_tau", "seed",
+               "device", "log_every", "eval_every", "eval_samples", "precision", "channels_last",
+               "stepz"]
 _COSTS = st.one_of(
     ANY,
     st.fixed_dictionaries(

@@ -25,8 +25,9 @@ class SolverConfig:
     ``potential_all_samples``: the potential update sees all K samples per input (else one,
     as in the reference code). ``lr_schedule`` multiplies both learning rates: a schedule spec
     (``"cosine"`` from 1 to 0 over ``steps``, ``"constant"``, ``{"name": ..., ...}``) or a
-    callable ``step -> factor``. ``gradient_optimality`` and ``gradient_penalty`` weigh the
-    regularisers of :mod:`otmap.core.regularizers` (0 turns them off). ``ema_decay``: keep a
+    callable ``step -> factor``. ``gradient_optimality``, ``gradient_penalty`` and ``expectile``
+    weigh the regularisers of :mod:`otmap.core.regularizers` (0 turns them off);
+    ``expectile_tau`` is the expectile regulariser's asymmetry. ``ema_decay``: keep a
     bias-corrected exponential average of the map's weights after every map update (evaluated
     and returned in place of the raw map); its horizon is about ``1 / (1 - ema_decay)`` map
     updates, so short runs want a smaller decay."""
@@ -44,6 +45,8 @@ class SolverConfig:
     grad_clip: float | None = None
     gradient_optimality: float = 0.0
     gradient_penalty: float = 0.0
+    expectile: float = 0.0
+    expectile_tau: float = 0.99
 
     def __post_init__(self) -> None:
         for name in ("steps", "k_map", "num_samples"):
@@ -56,10 +59,13 @@ class SolverConfig:
                 setattr(self, name, check_number(name, getattr(self, name),
                                                  "positive (a finite number such as 1e-3), or "
                                                  "None for the default", lambda v: v > 0))
-        for name in ("weight_decay", "gradient_optimality", "gradient_penalty"):
+        for name in ("weight_decay", "gradient_optimality", "gradient_penalty", "expectile"):
             setattr(self, name, check_number(name, getattr(self, name),
                                              "a finite number >= 0 (0 turns it off)",
                                              lambda v: v >= 0))
+        self.expectile_tau = check_number("expectile_tau", self.expectile_tau,
+                                          "a number in (0.5, 1) such as 0.99",
+                                          lambda v: 0.5 < v < 1)
         if self.grad_clip is not None:
             self.grad_clip = check_number(
                 "grad_clip", self.grad_clip,

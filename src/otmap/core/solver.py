@@ -133,7 +133,8 @@ class NeuralOT(nn.Module):
         self.lr_schedule = build_schedule(config.lr_schedule, total_steps=config.steps)
         self.ema_decay, self.grad_clip = config.ema_decay, config.grad_clip
         self.regularizers = build_regularizers(config.gradient_optimality,
-                                               config.gradient_penalty, cost, self.embedding)
+                                               config.gradient_penalty, cost, self.embedding,
+                                               config.expectile, config.expectile_tau)
         options = {"betas": config.betas, "weight_decay": config.weight_decay}
         self.map_optimizer = _adam(self.map, lr=self.lr_map, **options)
         self.potential_optimizer = _adam(self.potential, lr=self.lr_potential, **options)
@@ -192,7 +193,7 @@ class NeuralOT(nn.Module):
         f_extra = iter(f_extra)
         for regularizer, points in zip(self.regularizers, extra):
             term = regularizer.term(PotentialBatch(
-                x, ty, f_ty, y, points, next(f_extra) if points is not None else None))
+                x, ty, f_ty, y, points, next(f_extra) if points is not None else None, f_y))
             loss = loss + regularizer.weight * term
             stats[regularizer.name] = term.detach()
         return loss, stats
