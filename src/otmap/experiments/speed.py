@@ -308,7 +308,7 @@ def measure_plain(config: RunConfig, steps: int, warmup: int) -> dict:
     (warmup and timed).
     """
     _check_counts(steps, warmup)
-    unsupported = [name for name in ("gradient_penalty", "grad_clip", "weight_decay",
+    unsupported = [name for name in ("gradient_penalty", "expectile", "grad_clip", "weight_decay",
                                      "potential_all_samples") if getattr(config.train, name)]
     if unsupported:
         raise InputError(f"the plain loop does not implement train.{', train.'.join(unsupported)}")
